@@ -1,0 +1,66 @@
+/* jail — the containment of sandboxes: a zygote per host, and one jailed session kernel per
+ * sandbox forked from it.
+ *
+ * sandboxd (root, or holding the privileges in docs/security.md) starts one zygote: a Python
+ * process in its own user namespace (uid/gid ranges mapped to unprivileged host ids), mount
+ * namespace (a read-only view of the system dirs, nothing of /root, /home or the service's
+ * state) and an empty environment, that imported numpy, pandas and matplotlib once. For each
+ * sandbox the zygote forks a session: new pid, mount, net (loopback only), ipc, uts
+ * namespaces; private /tmp, /dev/shm and a size-limited working dir; its own /proc; cgroup
+ * limits; rlimits; an unprivileged uid; no_new_privs and the seccomp filter (seccomp.c). Forked
+ * sessions share the zygote's imported pages copy-on-write: that is what makes a new session
+ * start warm and an idle one cheap.
+ *
+ * Session kernel protocol (sandbox/kernel/kernel.py is the other side):
+ *   fds[0] ctl, a SOCK_STREAM socketpair end: JSON lines both ways.
+ *     service -> kernel: {"op":"run","lang","code"} | {"op":"put_file","path","data"(b64)}
+ *                        | {"op":"get_file","path"} | {"op":"list_files"}
+ *     kernel -> service: {"ev":"ready"} once, when the session is set up; per run any of
+ *                        {"ev":"result"|"file"|"error",...} (as in docs/sandbox-protocol.md)
+ *                        then {"ev":"end","ok":bool,"execution_count":N}; a file op gets one
+ *                        line {"ok":bool,...}.
+ *   fds[1], fds[2]: write ends of the stdout and stderr pipes. The kernel flushes both before
+ *     it writes "end", so the service drains the pipes when it reads "end".
+ *   SIGINT to the session's init (the pid jail_spawn returns) interrupts the running code
+ *     (Python: KeyboardInterrupt, state kept). SIGKILL to it ends the whole session: the init
+ *     is pid 1 of the session's pid namespace.
+ * All calls are blocking but short (a spawn is a fork in the zygote, milliseconds); they run
+ * on sandboxd's loop thread. Return 0 or -errno. */
+#ifndef CODEBOT_JAIL_H
+#define CODEBOT_JAIL_H
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct jail_limits {
+    uint64_t mem_bytes;   /* cgroup memory limit; default 512 MiB */
+    unsigned max_pids;    /* processes+threads in the session; default 64 */
+    unsigned cpu_seconds; /* RLIMIT_CPU per process; default 600 */
+    uint64_t file_bytes;  /* RLIMIT_FSIZE; default 64 MiB */
+    unsigned max_files;   /* RLIMIT_NOFILE; default 256 */
+    uint64_t disk_bytes;  /* size of the working dir tmpfs (and of /tmp); default 256 MiB */
+} jail_limits;
+
+typedef struct jail_zygote {
+    pid_t pid;  /* host pid of the zygote */
+    int ctl_fd; /* the service's end of the zygote's control socket */
+} jail_zygote;
+
+/* Fills L with the defaults, overridden by CODEBOT_SANDBOX_MEMORY_MB, _PIDS, _CPU_SECONDS,
+ * _FILE_MB, _FILES, _DISK_MB. -EINVAL (variable named on stderr) for a bad value. */
+int jail_limits_from_env(jail_limits *l);
+/* 1 when this process can build jails (user namespaces usable, enough privilege). WHY gets a
+ * sentence for a person otherwise. */
+int jail_supported(char *why, size_t why_len);
+/* Starts the zygote (blocking until it reports ready or fails, at most a few seconds). */
+int jail_zygote_start(jail_zygote *z);
+void jail_zygote_stop(jail_zygote *z);
+/* Forks a session kernel for sandbox ID; FDS as above (the caller keeps and later closes its
+ * own copies). *PID gets the host pid of the session's init. */
+int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3],
+               pid_t *pid);
+/* Kills every process of the session and removes its cgroups; idempotent. */
+int jail_destroy(const char *id, pid_t pid);
+/* Memory now and CPU time so far of a session (from its cgroups); -ENOENT when gone. */
+int jail_stats(const char *id, uint64_t *mem_bytes, uint64_t *cpu_ms);
+
+#endif
