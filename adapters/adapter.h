@@ -62,6 +62,9 @@ typedef struct adapter_ops {
     int (*typing)(adapter *a, const char *channel, adapter_cb cb, void *ud);
     /* Streaming adapters (console) only: print a piece of a turn's transcript as it happens. */
     void (*print)(adapter *a, const char *channel, const char *text);
+    /* Optional: CHANNEL has nothing running or queued any more (the console then reads its
+     * next line, so that a piped script runs one turn after the other). */
+    void (*idle)(adapter *a, const char *channel);
     void (*free)(adapter *a);
 } adapter_ops;
 
