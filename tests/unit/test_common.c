@@ -1,6 +1,8 @@
 /* Unit tests for common/: strbuf, utf8, log redaction. */
 #include "tests/unit/check.h"
 
+#include <errno.h>
+
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/utf8.h"
@@ -58,4 +60,26 @@ TEST(log_redacts_secrets)
     log_redact(line);
     CHECK(strstr(line, "supersecret") == NULL);
     CHECK(strstr(line, "[redacted]") != NULL);
+}
+
+#include "common/base64.h"
+
+TEST(base64_round_trip)
+{
+    strbuf e = {0}, d = {0};
+    const char bin[] = "\x00\xff\x10hello\x89PNG";
+    for (size_t n = 0; n < sizeof bin; n++) {
+        strbuf_reset(&e);
+        strbuf_reset(&d);
+        CHECK(base64_encode(&e, bin, n) == 0);
+        CHECK(base64_decode(&d, e.data ? e.data : "", e.len) == 0);
+        CHECK_INT(d.len, n);
+        CHECK(n == 0 || memcmp(d.data, bin, n) == 0);
+    }
+    strbuf_reset(&d);
+    CHECK(base64_decode(&d, "aGVs\nbG8=", 9) == 0);
+    CHECK_STR(d.data, "hello");
+    CHECK_INT(base64_decode(&d, "a$==", 4), -EINVAL);
+    strbuf_free(&e);
+    strbuf_free(&d);
 }
