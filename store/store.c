@@ -62,6 +62,7 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define CONNECT_TIMEOUT_MS 5000
+#define REPLY_TIMEOUT_MS 10000
 #define MAX_TURNS_DEFAULT 200
 #define MAX_CMDS 5
 #define MAX_ARGS 20
@@ -121,7 +122,7 @@ struct store {
     op *qhead, *qtail; /* not yet sent */
     int qlen;
     op *dhead, *dtail;
-    int queued_writes, inflight_writes;
+    int queued_writes, inflight_writes, inflight;
     int flush_expired;
 };
 
@@ -556,6 +557,14 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     o->in_flight = 0;
     o->active = 0;
     s->inflight_writes -= o->is_write;
+    s->inflight--;
+    if (reply && s->ac == ac && s->ready) {
+        /* Progress: the watchdog only fires when Redis stops answering altogether. */
+        if (s->inflight > 0)
+            uv_timer_start(&s->timer, on_timer, REPLY_TIMEOUT_MS, 0);
+        else
+            uv_timer_stop(&s->timer);
+    }
     if (!reply) {
         /* The connection is being torn down: the store learns it here, before anything runs
          * a user callback that might call back into the store. */
@@ -582,7 +591,7 @@ static void op_send(store *s, op *o)
                                   (const char **)&o->argv[argi], &o->argvlen[argi]) != REDIS_OK) {
             /* Only on out of memory: the connection may hold half a transaction, so drop it. */
             log_error(MOD, "could not queue a Redis command (%s)", op_name(o->kind));
-            op_fire(o, -ENOMEM, NULL, 0);
+            op_defer(o, -ENOMEM);
             op_release(o);
             redisAsyncContext *ac = s->ac;
             s->ac = NULL;
@@ -596,6 +605,10 @@ static void op_send(store *s, op *o)
     o->active = 1;
     o->in_flight = 1;
     s->inflight_writes += o->is_write;
+    /* A Redis that stops answering (stopped, overloaded, a dead peer that sent no reset)
+     * would leave the caller waiting forever: the connection is dropped after a while. */
+    if (s->inflight++ == 0)
+        uv_timer_start(&s->timer, on_timer, REPLY_TIMEOUT_MS, 0);
 }
 
 static void queue_drain(store *s)
@@ -873,7 +886,9 @@ static void resolve(store *s)
 static void on_timer(uv_timer_t *t)
 {
     store *s = t->data;
-    if (s->ac || s->resolving)
+    if (s->ready)
+        conn_abort(s, "no reply for 10 s");
+    else if (s->ac || s->resolving)
         conn_abort(s, "connect timed out");
     else
         connect_start(s);

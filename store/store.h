@@ -14,8 +14,9 @@
  * Statuses: 0 (or 1/0 for store_dedup); -ECONNREFUSED: Redis is down, nothing was read; for
  * writes (history append and clear, sandbox set) the command is kept in a queue of at most
  * 1000 and sent, in order, once Redis is back, so a short outage loses nothing;
- * -ENOBUFS: that queue was full, the write is lost; -EIO: the connection dropped while the
- * command was in flight (it may or may not have been applied; it is not re-sent);
+ * -ENOBUFS: that queue was full, the write is lost; -EIO: the connection dropped (or Redis
+ * gave no answer for 10 s and the store dropped it) while the command was in flight (it may
+ * or may not have been applied; it is not re-sent);
  * -EPROTO: Redis answered with an error (logged); -ECANCELED: store_close ran first.
  * While the very first connection is being made (up to 5 s) calls wait for it instead.
  *
