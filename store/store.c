@@ -79,7 +79,6 @@ struct op {
     int cb_pending; /* the user callback has not fired yet */
     int active;     /* in the queue or in flight */
     int in_defer;
-    int in_flight;
     int defer_status;
     union {
         store_history_cb hist;
@@ -554,7 +553,6 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     op *o = priv;
     store *s = o->s;
-    o->in_flight = 0;
     o->active = 0;
     s->inflight_writes -= o->is_write;
     s->inflight--;
@@ -603,7 +601,6 @@ static void op_send(store *s, op *o)
         argi += o->argc[c];
     }
     o->active = 1;
-    o->in_flight = 1;
     s->inflight_writes += o->is_write;
     /* A Redis that stops answering (stopped, overloaded, a dead peer that sent no reset)
      * would leave the caller waiting forever: the connection is dropped after a while. */
@@ -622,8 +619,9 @@ static void queue_drain(store *s)
 /* Hands O to Redis, the queue or the deferred list, depending on the connection. */
 static void op_submit(store *s, op *o)
 {
-    if (s->ready && !s->qhead) {
-        op_send(s, o);
+    if (s->ready) {
+        queue_push(s, o); /* behind anything still queued */
+        queue_drain(s);
         return;
     }
     if (!s->down || o->is_write) {
@@ -846,8 +844,16 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     resolver *r = req->data;
     store *s = r->s;
     char ip[64] = "";
-    if (status == 0 && res)
-        uv_ip_name(res->ai_addr, ip, sizeof(ip));
+    /* IPv4 first, as hiredis itself does when it resolves. */
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *a = res; status == 0 && a; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
+    }
+    if (status == 0 && pick)
+        uv_ip_name(pick->ai_addr, ip, sizeof(ip));
     uv_freeaddrinfo(res);
     free(r);
     if (!s)

@@ -862,3 +862,22 @@ TEST(unresponsive_redis_is_dropped_and_recovered)
     close_store(s);
     srv_cleanup();
 }
+
+TEST(calls_made_while_connecting_wait_for_the_connection)
+{
+    setup();
+    store *s = open_store(test_url(), 0);
+    CHECK_INT(store_connected(s), 0);
+    res w = {0}, l = {0};
+    CHECK_INT(store_history_append(s, platform, "early", "hello", "hi", on_done, &w), 0);
+    CHECK_INT(store_history_load(s, platform, "early", on_history, &l), 0);
+    CHECK(run_until(&l.fired, 5000));
+    CHECK_INT(w.fired, 1);
+    CHECK_INT(w.status, 0);
+    CHECK_INT(l.status, 0);
+    CHECK_STR(l.text.data, "user: hello\nassistant: hi\n");
+    CHECK_INT(log_count("Redis unavailable"), 0);
+    strbuf_free(&l.text);
+    cleanup_keys();
+    close_store(s);
+}
