@@ -461,6 +461,8 @@ static void http_error(llm_call *call)
         fail(call, LLM_ERR_HTTP, "the API account has a billing problem (%s)", d);
     } else if (s == 413) {
         fail(call, LLM_ERR_HTTP, "the conversation is too large for the model's API (%s)", d);
+    } else if (s >= 500) {
+        fail(call, LLM_ERR_HTTP, "the model's API failed (%s)", d);
     } else if (s >= 400) {
         fail(call, LLM_ERR_HTTP, "the model's API rejected the request (%s)", d);
     } else {
@@ -514,7 +516,7 @@ static int local_curl_error(int code)
 static void transport_error(llm_call *call, const http_result *res)
 {
     if (res->idle_timeout) {
-        fail(call, LLM_ERR_STREAM, "no data from the model for %.0f s",
+        fail(call, LLM_ERR_STREAM, "no data from the model for %g s",
              (double)call->c->idle_timeout_ms / 1000.0);
     } else if (call->got_text) {
         fail(call, LLM_ERR_STREAM, "the model's stream was cut off: %s", res->error);
@@ -522,7 +524,11 @@ static void transport_error(llm_call *call, const http_result *res)
         fail(call, LLM_ERR_LOCAL, "cannot send the request to %s: %s", call->c->url, res->error);
     } else {
         strbuf why = {0};
-        strbuf_printf(&why, "could not reach the model's API at %s: %s", call->c->url, res->error);
+        if (call->status == 200)
+            strbuf_printf(&why, "the model's stream broke before any text: %s", res->error);
+        else
+            strbuf_printf(&why, "could not reach the model's API at %s: %s", call->c->url,
+                          res->error);
         call->status = 0;
         retry_or_fail(call, strbuf_str(&why));
         strbuf_free(&why);
