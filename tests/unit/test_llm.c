@@ -729,7 +729,7 @@ TEST(many_calls_at_once)
     enum { N = 8 };
     run rs[N];
     memset(rs, 0, sizeof rs);
-    char words[N][16];
+    char words[N][32];
     llm_msg msgs[N];
     llm_callbacks cb = {on_text, NULL, pair_done};
     for (int i = 0; i < N; i++) {
