@@ -38,9 +38,12 @@
  *   BPF program (struct sock_filter[], from seccomp.c), read once and closed.
  *   zygote -> service  {"ev":"ready"}                       once, data stack imported
  *   service -> zygote  {"op":"spawn","id":S,"uid":U,"cpu_seconds":N,"file_bytes":N,
- *                       "max_files":N,"max_pids":N,"disk_bytes":N}
+ *                       "max_files":N,"max_pids":N,"disk_bytes":N,"as_bytes":N,"seq":N}
  *                      + SCM_RIGHTS [ctl, stdout, stderr]
- *   zygote -> service  {"ok":true,"pid":P} + SCM_RIGHTS [gate]  or  {"ok":false,"error":E}
+ *   zygote -> service  {"seq":N,"ok":true,"pid":P} + SCM_RIGHTS [gate]
+ *                      or {"seq":N,"ok":false,"error":E}
+ *   (as_bytes: RLIMIT_AS, set only when there is no memory cgroup; 0 = none. seq: echoed, so
+ *   that a late answer to a request that timed out is recognised and dropped.)
  *   The zygote forks A; A unshares pid/mount/net/ipc/uts namespaces and forks B (the session
  *   init, pid 1 inside, host pid P); A exits, the zygote (a child subreaper) adopts B. B
  *   blocks reading one byte from the gate pipe before it does anything else. The service
