@@ -129,7 +129,7 @@ static int v1_detect(void)
     int err = v1_find(mem, "memory.limit_in_bytes", cg.dir[C_MEM], PATH_MAX);
     if (err < 0)
         return err;
-    if (v1_find(pids, "pids.max", cg.dir[C_PIDS], PATH_MAX) < 0)
+    if (v1_find(pids, "cgroup.procs", cg.dir[C_PIDS], PATH_MAX) < 0)
         log_warn("cgroup", "no v1 pids hierarchy: process limits by rlimit only");
     v1_find(cpu, "cpuacct.usage", cg.dir[C_CPU], PATH_MAX);
     return 0;
@@ -329,22 +329,20 @@ int cgroup_attach(const char *id, pid_t pid)
 int cgroup_stats(const char *id, uint64_t *mem_bytes, uint64_t *cpu_ms)
 {
     char p[PATH_MAX], buf[8192];
-    int err = path_of(C_MEM, id, cg.mode == CGROUP_V2 ? "memory.current" : "memory.stat", p,
-                      sizeof p);
+    int err =
+        path_of(C_MEM, id, cg.mode == CGROUP_V2 ? "memory.current" : "memory.stat", p, sizeof p);
     if (err < 0 || (err = read_file(p, buf, sizeof buf)) < 0)
         return err;
     if (cg.mode == CGROUP_V2) {
         *mem_bytes = strtoull(buf, NULL, 10);
         *cpu_ms = 0;
-        if (path_of(C_MEM, id, "cpu.stat", p, sizeof p) == 0 &&
-            read_file(p, buf, sizeof buf) == 0)
+        if (path_of(C_MEM, id, "cpu.stat", p, sizeof p) == 0 && read_file(p, buf, sizeof buf) == 0)
             *cpu_ms = keyed_value(buf, "usage_usec") / 1000;
         return 0;
     }
     *mem_bytes = keyed_value(buf, "total_rss") + keyed_value(buf, "total_cache");
     *cpu_ms = 0;
-    if (path_of(C_CPU, id, "cpuacct.usage", p, sizeof p) == 0 &&
-        read_file(p, buf, sizeof buf) == 0)
+    if (path_of(C_CPU, id, "cpuacct.usage", p, sizeof p) == 0 && read_file(p, buf, sizeof buf) == 0)
         *cpu_ms = strtoull(buf, NULL, 10) / 1000000;
     return 0;
 }
@@ -352,8 +350,8 @@ int cgroup_stats(const char *id, uint64_t *mem_bytes, uint64_t *cpu_ms)
 int cgroup_oom_killed(const char *id)
 {
     char p[PATH_MAX], buf[4096];
-    int err = path_of(C_MEM, id, cg.mode == CGROUP_V2 ? "memory.events" : "memory.oom_control",
-                      p, sizeof p);
+    int err = path_of(C_MEM, id, cg.mode == CGROUP_V2 ? "memory.events" : "memory.oom_control", p,
+                      sizeof p);
     if (err < 0 || (err = read_file(p, buf, sizeof buf)) < 0)
         return err;
     return keyed_value(buf, "oom_kill") > 0 || keyed_value(buf, "under_oom") > 0;

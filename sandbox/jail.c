@@ -45,20 +45,29 @@
 #define MAP_SIZE 65536
 #define MSG_MAX 4096
 
-static const char *const zygote_env[] = {
-    "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/sandbox", "USER=sandbox",
-    "LOGNAME=sandbox", "LANG=C.UTF-8", "MPLBACKEND=Agg", "MPLCONFIGDIR=/var/cache/mpl",
-    "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "PYTHONUNBUFFERED=1",
-    "PYTHONDONTWRITEBYTECODE=1", "TERM=dumb", NULL};
+static const char *const zygote_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin",
+                                         "HOME=/home/sandbox",
+                                         "USER=sandbox",
+                                         "LOGNAME=sandbox",
+                                         "LANG=C.UTF-8",
+                                         "MPLBACKEND=Agg",
+                                         "MPLCONFIGDIR=/var/cache/mpl",
+                                         "OPENBLAS_NUM_THREADS=1",
+                                         "OMP_NUM_THREADS=1",
+                                         "MKL_NUM_THREADS=1",
+                                         "PYTHONUNBUFFERED=1",
+                                         "PYTHONDONTWRITEBYTECODE=1",
+                                         "TERM=dumb",
+                                         NULL};
 
 /* Host paths that appear in the jail when they exist: directories become read-only binds,
  * symlinks (usr-merged systems) are recreated. */
-static const char *const top_dirs[] = {"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin",
-                                       "/sbin", NULL};
-static const char *const etc_entries[] = {
-    "alternatives", "fonts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
-    "timezone", "mime.types", "matplotlibrc", "python3", "python3.11", "bash.bashrc",
-    "inputrc", NULL};
+static const char *const top_dirs[] = {"/usr",    "/lib", "/lib64", "/lib32",
+                                       "/libx32", "/bin", "/sbin",  NULL};
+static const char *const etc_entries[] = {"alternatives", "fonts",     "ld.so.cache", "ld.so.conf",
+                                          "ld.so.conf.d", "localtime", "timezone",    "mime.types",
+                                          "matplotlibrc", "python3",   "python3.11",  "bash.bashrc",
+                                          "inputrc",      NULL};
 static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urandom", "tty", NULL};
 
 /* Live sessions: the slot gives the session's uid; the pidfd kills the right process even
@@ -75,7 +84,7 @@ static int env_u64(const char *name, uint64_t def, uint64_t mult, uint64_t *out)
 {
     const char *v = getenv(name);
     if (!v || !*v) {
-        *out = def;
+        *out = def * mult;
         return 0;
     }
     char *end;
@@ -122,8 +131,9 @@ static int uid_base(unsigned *base)
 int jail_supported(char *why, size_t why_len)
 {
     if (geteuid() != 0) {
-        snprintf(why, why_len, "sandboxd must run as root (it maps uid ranges into user "
-                               "namespaces and writes cgroups; see docs/security.md)");
+        snprintf(why, why_len,
+                 "sandboxd must run as root (it maps uid ranges into user "
+                 "namespaces and writes cgroups; see docs/security.md)");
         return 0;
     }
     if (access("/usr/bin/python3", X_OK) < 0) {
@@ -135,9 +145,10 @@ int jail_supported(char *why, size_t why_len)
         _exit(unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) == 0 ? 0 : 1);
     int st = 0;
     if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        snprintf(why, why_len, "this kernel refuses new user namespaces (check "
-                               "/proc/sys/user/max_user_namespaces, or the container's seccomp "
-                               "profile)");
+        snprintf(why, why_len,
+                 "this kernel refuses new user namespaces (check "
+                 "/proc/sys/user/max_user_namespaces, or the container's seccomp "
+                 "profile)");
         return 0;
     }
     return 1;
@@ -285,8 +296,7 @@ static void build_dev(int errfd)
             child_fail(errfd, "symlink", dst);
     }
     make_dir(errfd, NEWROOT "/dev/shm", 01777);
-    if (mount(NULL, NEWROOT "/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) <
-        0)
+    if (mount(NULL, NEWROOT "/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
         child_fail(errfd, "remount read-only", "/dev");
 }
 
@@ -309,8 +319,9 @@ static void build_root(const struct child_ctx *c)
     make_dir(e, NEWROOT "/proc", 0555);
     if (mount("/proc", NEWROOT "/proc", NULL, MS_BIND | MS_REC, NULL) < 0)
         child_fail(e, "bind", "/proc");
-    static const char *const dirs[] = {"/tmp", "/home", "/home/sandbox", "/var", "/var/cache",
-                                       "/var/cache/mpl", "/var/tmp", "/run", "/.old", NULL};
+    static const char *const dirs[] = {
+        "/tmp",           "/home",    "/home/sandbox", "/var",  "/var/cache",
+        "/var/cache/mpl", "/var/tmp", "/run",          "/.old", NULL};
     for (const char *const *d = dirs; *d; d++) {
         snprintf(dst, sizeof dst, NEWROOT "%s", *d);
         make_dir(e, dst, strcmp(*d, "/tmp") == 0 || strcmp(*d, "/var/tmp") == 0 ? 01777 : 0755);
@@ -440,8 +451,8 @@ static ssize_t recv_msg(int sock, char *buf, size_t len, int *fds, int maxfds, i
         char b[CMSG_SPACE(sizeof(int) * 4)];
     } cm;
     struct iovec iov = {buf, len - 1};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen =
-                       sizeof cm};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen = sizeof cm};
     ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
     if (n < 0)
         return -errno;
@@ -493,8 +504,8 @@ struct zstart {
 
 static void zstart_close(struct zstart *s)
 {
-    int *fds[] = {&s->sock[0], &s->sock[1], &s->sync[0], &s->sync[1], &s->err[0], &s->err[1],
-                  &s->bpf};
+    int *fds[] = {&s->sock[0], &s->sock[1], &s->sync[0], &s->sync[1],
+                  &s->err[0],  &s->err[1],  &s->bpf};
     for (size_t i = 0; i < sizeof fds / sizeof *fds; i++) {
         if (*fds[i] >= 0)
             close(*fds[i]);
@@ -571,9 +582,10 @@ int jail_zygote_start(jail_zygote *z)
         return err;
     }
     pid_t parent = getpid();
-    long pid = syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
-                                      CLONE_NEWNET | SIGCHLD,
-                       NULL, NULL, NULL, NULL);
+    long pid =
+        syscall(SYS_clone,
+                CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD,
+                NULL, NULL, NULL, NULL);
     if (pid == 0)
         zygote_child(&c, parent);
     if (pid < 0) {
@@ -669,8 +681,8 @@ static int send_request(int sock, const char *req, const int fds[3])
     } cm;
     memset(&cm, 0, sizeof cm);
     struct iovec iov = {(void *)req, strlen(req)};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen =
-                       sizeof cm};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen = sizeof cm};
     struct cmsghdr *h = CMSG_FIRSTHDR(&m);
     h->cmsg_level = SOL_SOCKET;
     h->cmsg_type = SCM_RIGHTS;
@@ -690,7 +702,8 @@ static int read_answer(int sock, unsigned seq, pid_t *pid, int *gate)
         if (n < 0)
             return (int)n;
         cJSON *j = cJSON_Parse(buf);
-        cJSON *s = j ? cJSON_GetObjectItem(j, "seq") : NULL, *p = j ? cJSON_GetObjectItem(j, "pid") : NULL;
+        cJSON *s = j ? cJSON_GetObjectItem(j, "seq") : NULL,
+              *p = j ? cJSON_GetObjectItem(j, "pid") : NULL;
         int mine = cJSON_IsNumber(s) && (unsigned)s->valuedouble == seq;
         int err = 0;
         if (mine && cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")) && cJSON_IsNumber(p) &&
@@ -739,8 +752,7 @@ static int spawn_in(jail_zygote *z, struct slot *sl, const jail_limits *l, const
     return err;
 }
 
-int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3],
-               pid_t *pid)
+int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3], pid_t *pid)
 {
     if (z->ctl_fd < 0)
         return -ENOTCONN;

@@ -86,8 +86,7 @@ int jail_zygote_start(jail_zygote *z);
 void jail_zygote_stop(jail_zygote *z);
 /* Forks a session kernel for sandbox ID; FDS as above (the caller keeps and later closes its
  * own copies). *PID gets the host pid of the session's init. */
-int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3],
-               pid_t *pid);
+int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3], pid_t *pid);
 /* Kills every process of the session and removes its cgroups; idempotent. */
 int jail_destroy(const char *id, pid_t pid);
 /* Memory now and CPU time so far of a session (from its cgroups); -ENOENT when gone. */

@@ -20,19 +20,19 @@
 /* Calls that fail with EPERM. */
 static const char *const denied[] = {
     /* undoing the jail: file system views, namespaces, other processes' memory */
-    "mount", "umount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen",
-    "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr", "ptrace",
-    "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "open_by_handle_at",
-    "name_to_handle_at", "sethostname", "setdomainname",
+    "mount", "umount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsconfig",
+    "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr", "ptrace", "process_vm_readv",
+    "process_vm_writev", "pidfd_getfd", "kcmp", "open_by_handle_at", "name_to_handle_at",
+    "sethostname", "setdomainname",
     /* large kernel attack surface a notebook never needs */
     "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd", "io_uring_setup",
     "io_uring_enter", "io_uring_register", "fanotify_init", "lookup_dcookie", "move_pages",
     "migrate_pages", "uselib", "vm86", "vm86old", "modify_ldt", "nfsservctl", "vhangup",
     /* host administration */
-    "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff", "init_module",
-    "finit_module", "delete_module", "create_module", "acct", "quotactl", "quotactl_fd", "iopl",
-    "ioperm", "syslog", "clock_settime", "clock_settime64", "clock_adjtime", "clock_adjtime64",
-    "settimeofday", "adjtimex", "_sysctl", NULL};
+    "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff", "init_module", "finit_module",
+    "delete_module", "create_module", "acct", "quotactl", "quotactl_fd", "iopl", "ioperm", "syslog",
+    "clock_settime", "clock_settime64", "clock_adjtime", "clock_adjtime64", "settimeofday",
+    "adjtimex", "_sysctl", NULL};
 
 /* clone flags that create namespaces; each one makes clone fail with EPERM. */
 static const uint64_t clone_ns_flags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS,
@@ -41,10 +41,9 @@ static const uint64_t clone_ns_flags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_N
 
 /* personality() bits that weaken the address space layout (ASLR, executable heap, page 0).
  * Bit 31 is in the mask so that the query personality(0xffffffff) stays allowed. */
-static const uint64_t personality_bad[] = {0x0040000 /* ADDR_NO_RANDOMIZE */,
-                                           0x0100000 /* MMAP_PAGE_ZERO */,
-                                           0x0200000 /* ADDR_COMPAT_LAYOUT */,
-                                           0x0400000 /* READ_IMPLIES_EXEC */};
+static const uint64_t personality_bad[] = {
+    0x0040000 /* ADDR_NO_RANDOMIZE */, 0x0100000 /* MMAP_PAGE_ZERO */,
+    0x0200000 /* ADDR_COMPAT_LAYOUT */, 0x0400000 /* READ_IMPLIES_EXEC */};
 
 static int add_rules(scmp_filter_ctx ctx)
 {
