@@ -18,6 +18,7 @@ import json
 import linecache
 import os
 import resource
+import select
 import signal
 import socket
 import stat
@@ -53,12 +54,15 @@ CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_MOVE = 32, 8192
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 22, 38
-PR_SET_CHILD_SUBREAPER = 36
+PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 22, 38
 SECCOMP_MODE_FILTER = 2
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP, IFF_RUNNING = 0x8913, 0x8914, 0x1, 0x40
 
 libc = ctypes.CDLL(None, use_errno=True)
+pylibc = ctypes.PyDLL(None, use_errno=True)  # keeps the GIL across the call, as os.fork does
+pylibc.syscall.restype = ctypes.c_long
+api = ctypes.pythonapi
+SYS_CLONE = 56  # x86_64
 sys.dont_write_bytecode = True
 
 
@@ -138,7 +142,6 @@ def zygote_main():
             break
         bpf += chunk
     os.close(4)
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
     warm()
     gc.collect()
     gc.freeze()
@@ -177,46 +180,42 @@ def zygote_handle(ctl, msg, fds, bpf):
             os.close(fd)
 
 
+def clone_session():
+    """fork() into new pid, mount, net, ipc and uts namespaces in one step: the child is pid 1
+    of its namespace and our direct child. It is os.fork() with clone's flags: the same
+    interpreter bookkeeping around the system call (the zygote has a single thread, so the
+    C library's fork handlers have nothing to do)."""
+    flags = (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+             signal.SIGCHLD)
+    api.PyOS_BeforeFork()
+    pid = pylibc.syscall(SYS_CLONE, ctypes.c_ulong(flags), None, None, None, None)
+    err = ctypes.get_errno()
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, "clone: %s" % os.strerror(err))
+    return pid
+
+
 def spawn(ctl, req, fds, bpf):
     gate_r, gate_w = os.pipe()
-    rep_r, rep_w = os.pipe()
-    a = os.fork()
-    if a == 0:
-        code = 1
+    try:
+        pid = clone_session()
+    except BaseException:
+        os.close(gate_r)
+        os.close(gate_w)
+        raise
+    if pid == 0:
         try:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.close(ctl.detach())
-            os.close(rep_r)
             os.close(gate_w)
-            check(libc.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
-                               CLONE_NEWUTS), "unshare")
-            b = os.fork()
-            if b == 0:
-                os.close(rep_w)
-                session_init(req, fds, gate_r, bpf)
-            os.write(rep_w, b"%d" % b)
-            code = 0
-        except BaseException as e:
-            os.write(rep_w, ("error %s" % e).encode())
         finally:
-            os._exit(code)
-    os.close(rep_w)
+            session_init(req, fds, gate_r, bpf)
     os.close(gate_r)
-    answer = b""
-    while True:
-        chunk = os.read(rep_r, 4096)
-        if not chunk:
-            break
-        answer += chunk
-    os.close(rep_r)
-    try:
-        os.waitpid(a, 0)
-    except ChildProcessError:
-        pass  # already reaped by the SIGCHLD handler
-    if not answer.isdigit():
-        os.close(gate_w)
-        raise RuntimeError(answer.decode(errors="replace") or "the session's fork failed")
-    return int(answer), gate_w
+    return pid, gate_w
 
 
 # ---------------------------------------------------------------- session init (pid 1)
@@ -267,7 +266,6 @@ def session_init(req, fds, gate_r, bpf):
         if go != b"g":
             os._exit(0)
         os.close(gate_r)
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         try:
             session_mounts(req)
         except Exception as e:
@@ -276,9 +274,9 @@ def session_init(req, fds, gate_r, bpf):
         c = os.fork()
         if c == 0:
             session_kernel(req, fds, bpf)
-        for fd in fds:
+        for fd in fds[1:]:
             os.close(fd)
-        code = init_loop(c)
+        code = init_loop(c, fds[0])
     except BaseException as e:
         traceback.print_exc()
         try:
@@ -290,7 +288,16 @@ def session_init(req, fds, gate_r, bpf):
         os._exit(code)
 
 
-def init_loop(child):
+class KernelExited(Exception):
+    pass
+
+
+def init_loop(child, ctl):
+    """Reaps orphans, forwards SIGINT to the kernel's process group, and ends the session
+    (returns) when the kernel exits or when the service hangs up its end of ctl, even if the
+    kernel is too busy to notice: leaving kills everything in our pid namespace."""
+    status = [0]
+
     def forward(signum, frame):
         try:
             os.killpg(child, signal.SIGINT)
@@ -300,17 +307,31 @@ def init_loop(child):
             except OSError:
                 pass
 
-    signal.signal(signal.SIGINT, forward)
+    def reap_all(signum=None, frame=None):
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                raise KernelExited()
+            if pid == 0:
+                return
+            if pid == child:
+                status[0] = os.waitstatus_to_exitcode(st) & 0xFF
+                raise KernelExited()
+
     gc.disable()
-    while True:
-        try:
-            pid, status = os.wait()
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return 0
-        if pid == child:
-            return os.waitstatus_to_exitcode(status) & 0xFF
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGCHLD, reap_all)
+    poller = select.poll()
+    poller.register(ctl, select.POLLRDHUP)
+    try:
+        reap_all()
+        while True:
+            if any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+                   for _, ev in poller.poll()):
+                return 1
+    except KernelExited:
+        return status[0]
 
 
 # ---------------------------------------------------------------- session kernel (pid 2)
