@@ -1,7 +1,67 @@
-/* main — placeholder until the command dispatcher lands. */
+/* main — the codebot binary: a table of commands, each one function that hands its
+ * arguments (the command name first) to the module that implements it. */
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+#include "sandbox/cli.h"
+#include "sandbox/sandboxd.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static int cmd_sandboxd(int argc, char **argv)
 {
-    puts("codebot");
-    return 0;
+    return cli_sandboxd(argc, argv);
+}
+
+static int cmd_exec(int argc, char **argv)
+{
+    return cli_exec(argc, argv);
+}
+
+static int cmd_sandbox(int argc, char **argv)
+{
+    return cli_sandbox(argc, argv);
+}
+
+/* console and run: added by the lead (bot/) */
+
+static const command commands[] = {
+    /* bot commands (console, run) go here */
+    {"exec", cmd_exec, "run code from stdin in a session's sandbox"},
+    {"sandbox", cmd_sandbox, "ls | stats | kill ID | shutdown"},
+    {"sandboxd", cmd_sandboxd, "the sandbox service (started on demand)"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: codebot COMMAND [ARGS]   (codebot COMMAND --help for more)\n\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    const char *name = argc > 1 ? argv[1] : NULL;
+    if (!name) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("codebot %s\n", CODEBOT_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "codebot: unknown command '%s'\n", name);
+    usage(stderr);
+    return 2;
 }

@@ -24,6 +24,36 @@
  *   SIGINT to the session's init (the pid jail_spawn returns) interrupts the running code
  *     (Python: KeyboardInterrupt, state kept). SIGKILL to it ends the whole session: the init
  *     is pid 1 of the session's pid namespace.
+ *   The kernel may send {"ev":"fatal","error":"..."} instead of "ready" when its setup fails,
+ *   then exits. jail_spawn returns once the session may run (after the go below); "ready"
+ *   arrives on ctl shortly after (tens of ms), read it on the loop like any other line.
+ *   The end of a session shows as EOF on ctl (the kernel keeps ctl close-on-exec, so no
+ *   child of the user's code holds it); jail_oom_killed() then tells whether it ran out of
+ *   memory.
+ *
+ * Service <-> zygote protocol (all inside jail.c; written down for review and debugging):
+ *   The zygote is /usr/bin/python3 -I /kernel.py --zygote, pid 0 in a user namespace whose
+ *   0..65535 map to host CODEBOT_SANDBOX_UID_BASE.. (default 100000). Its fd 3 is a
+ *   SOCK_SEQPACKET socket (one JSON object per message), fd 4 a memfd holding the seccomp
+ *   BPF program (struct sock_filter[], from seccomp.c), read once and closed.
+ *   zygote -> service  {"ev":"ready"}                       once, data stack imported
+ *   service -> zygote  {"op":"spawn","id":S,"uid":U,"cpu_seconds":N,"file_bytes":N,
+ *                       "max_files":N,"max_pids":N,"disk_bytes":N,"as_bytes":N,"seq":N}
+ *                      + SCM_RIGHTS [ctl, stdout, stderr]
+ *   zygote -> service  {"seq":N,"ok":true,"pid":P} + SCM_RIGHTS [gate]
+ *                      or {"seq":N,"ok":false,"error":E}
+ *   (as_bytes: RLIMIT_AS, set only when there is no memory cgroup; 0 = none. seq: echoed, so
+ *   that a late answer to a request that timed out is recognised and dropped.)
+ *   The zygote forks A; A unshares pid/mount/net/ipc/uts namespaces and forks B (the session
+ *   init, pid 1 inside, host pid P); A exits, the zygote (a child subreaper) adopts B. B
+ *   blocks reading one byte from the gate pipe before it does anything else. The service
+ *   puts P in the session's cgroups, then writes "g" to the gate and closes it: no code of
+ *   the session runs outside its cgroups. EOF on the gate (service gone or spawn failed)
+ *   makes B exit. B then mounts its /proc, /tmp, /dev/shm and the working dir, brings lo up,
+ *   forks the kernel C (pid 2) and stays as init: reaps, forwards SIGINT to C, exits with C.
+ *   C drops to uid/gid U (host base+U), sets rlimits, no_new_privs and the seccomp filter,
+ *   then sends "ready". The session uid U is 10000 + a slot that jail.c allocates per live
+ *   session, so two sessions never share a uid.
  * All calls are blocking but short (a spawn is a fork in the zygote, milliseconds); they run
  * on sandboxd's loop thread. Return 0 or -errno. */
 #ifndef CODEBOT_JAIL_H
@@ -56,11 +86,13 @@ int jail_zygote_start(jail_zygote *z);
 void jail_zygote_stop(jail_zygote *z);
 /* Forks a session kernel for sandbox ID; FDS as above (the caller keeps and later closes its
  * own copies). *PID gets the host pid of the session's init. */
-int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3],
-               pid_t *pid);
+int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3], pid_t *pid);
 /* Kills every process of the session and removes its cgroups; idempotent. */
 int jail_destroy(const char *id, pid_t pid);
 /* Memory now and CPU time so far of a session (from its cgroups); -ENOENT when gone. */
 int jail_stats(const char *id, uint64_t *mem_bytes, uint64_t *cpu_ms);
+/* 1 when the kernel's OOM killer struck in the session's memory cgroup (call it before
+ * jail_destroy), 0 when not, -ENOENT without cgroups or once destroyed. */
+int jail_oom_killed(const char *id);
 
 #endif
