@@ -1,0 +1,719 @@
+#!/usr/bin/env python3
+"""Resource attacks on the sandbox: memory, processes, threads, disk, files, output floods,
+runaway and crashing kernels, signals sent everywhere, processes left behind.
+
+The safe outcome of each: the run fails with a clear status and message, the limit holds at
+the configured value, the host and its other processes are untouched, the service and other
+sessions keep working, and nothing of a destroyed sandbox stays on the host.
+
+Runs two private services (own sockets) with small limits from the env knobs, so the numbers
+asserted are known; both are shut down at the end, the last case checking that the shutdown
+leaves no process behind.
+"""
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sbx  # noqa: E402
+from sbx import case, check, session  # noqa: E402
+
+MEM_MB = 256
+PIDS = 48
+DISK_MB = 32
+FILE_MB = 8
+FILES = 64
+OUT_MAX = 256 * 1024
+GRACE_MS = 1500
+LIMITS = {
+    "CODEBOT_SANDBOX_MEMORY_MB": str(MEM_MB), "CODEBOT_SANDBOX_PIDS": str(PIDS),
+    "CODEBOT_SANDBOX_DISK_MB": str(DISK_MB), "CODEBOT_SANDBOX_FILE_MB": str(FILE_MB),
+    "CODEBOT_SANDBOX_FILES": str(FILES), "CODEBOT_SANDBOX_OUTPUT_MAX": str(OUT_MAX),
+    "CODEBOT_SANDBOX_GRACE_MS": str(GRACE_MS), "CODEBOT_SANDBOX_TIMEOUT_MS": "60000",
+}
+CPU_S = 3
+IDLE_S = 2
+LIMITS2 = {"CODEBOT_SANDBOX_CPU_SECONDS": str(CPU_S), "CODEBOT_SANDBOX_IDLE_S": str(IDLE_S),
+           "CODEBOT_SANDBOX_TIMEOUT_MS": "3000", "CODEBOT_SANDBOX_GRACE_MS": str(GRACE_MS)}
+
+S = None   # the service with LIMITS
+S2 = None  # the service with LIMITS2
+
+
+def setup(ctx):
+    global S, S2
+    S = sbx.Service(LIMITS, tag="res").start()
+    S2 = sbx.Service(LIMITS2, tag="res2").start()
+    ctx["sleeper"] = sbx.HostSleeper()
+
+
+def teardown(ctx):
+    for svc in (S, S2):
+        if svc:
+            svc.cleanup()
+    if ctx.get("sleeper"):
+        ctx["sleeper"].stop()
+
+
+def sess(tag, svc=None):
+    return session(tag, (svc or S).socket)
+
+
+def run(svc, name, code, **kw):
+    return svc.exec_(name, code, **kw)
+
+
+def neighbours_fine(svc=None, why=""):
+    """The service answers and a fresh session runs code right away."""
+    svc = svc or S
+    check(svc.ping(), "service stopped answering %s" % why)
+    r = run(svc, sess("neighbour", svc), "print(6 * 7)", wall=60)
+    check(r.rc == 0 and r.out.strip() == "42", "another session broken %s: %s"
+          % (why, r.describe()))
+    check(sbx.host_ok(), "host cannot fork %s" % why)
+
+
+def mentions_memory(r):
+    text = " ".join([str(r.end.get("message", "")), r.stderr_text, r.err]).lower()
+    return "memory" in text or "oom" in text
+
+
+def memory_failure(r):
+    """The run failed because of the memory limit, said so, and did not succeed."""
+    if r.status in ("limit", "crashed"):
+        return mentions_memory(r)
+    return r.status == "error" and any(e.get("name") == "MemoryError" for e in r.errors)
+
+
+def fresh_kernel(svc, name, var):
+    """The next run in NAME works and no longer has VAR."""
+    r = run(svc, name, "print(%r in globals())" % var)
+    check(r.rc == 0 and r.out.strip() == "False",
+          "the run after the crash did not get a fresh working kernel: " + r.describe())
+
+
+def state_kept(svc, name, var, value):
+    r = run(svc, name, "print(%s)" % var)
+    check(r.rc == 0 and r.out.strip() == str(value), "state lost: " + r.describe())
+    check(r.end.get("state_lost") is False, "state_lost set on the run after")
+    if r.start:
+        check(r.start.get("new") is False, "a new sandbox was made after the timeout")
+
+
+def cgroup_dirs_named(ident, depth=4):
+    check(len(ident) >= 6, "sandbox id %r too short to look for its cgroups" % ident)
+    found = []
+    base = "/sys/fs/cgroup"
+    for root, dirs, _ in os.walk(base):
+        if root.count("/") - base.count("/") >= depth:
+            dirs[:] = []
+            continue
+        for d in dirs:
+            if ident in d:
+                found.append(os.path.join(root, d))
+    return found
+
+
+# ------------------------------------------------------------------------ memory
+
+
+@case()
+def memory_bomb_at_once():
+    a = sess("membomb")
+    r0 = run(S, a, "before_bomb = 1")
+    check(r0.rc == 0, "setup run failed: " + r0.describe())
+    r = run(S, a, "b = b'\\x01' * (%d << 20)\nprint('ALLOCATED', len(b))" % (2 * MEM_MB),
+            timeout=60)
+    check("ALLOCATED" not in r.out, "allocated %d MB past a %d MB limit" % (2 * MEM_MB, MEM_MB))
+    check(memory_failure(r), "not a clear memory failure: " + r.describe())
+    check(r.rc in (1, 2), "exit %s" % r.rc)
+    check(r.stderr_text.strip() or r.end.get("message"), "no message for a person")
+    neighbours_fine(why="after a memory bomb")
+    if r.status in ("limit", "crashed"):
+        check(r.end.get("state_lost") is True, "kernel died but state_lost is not true")
+        fresh_kernel(S, a, "before_bomb")
+
+
+@case()
+def memory_gradual_growth():
+    a = sess("memgrow")
+    r = run(S, a, '''
+import sys
+keep = []
+for i in range(1, 4 * %d):
+    keep.append(b"\\x01" * (1 << 20))
+    if i %% 8 == 0:
+        print("MB", i, flush=True)
+print("SURVIVED")
+''' % MEM_MB, timeout=90, wall=120)
+    check("SURVIVED" not in r.out, "grew to %d MB under a %d MB limit" % (4 * MEM_MB, MEM_MB))
+    mbs = [int(l.split()[1]) for l in r.out.splitlines() if l.startswith("MB ")]
+    check(mbs, "no progress printed: " + r.describe())
+    check(max(mbs) <= MEM_MB, "held %d MB under a %d MB limit" % (max(mbs), MEM_MB))
+    check(memory_failure(r), "not a clear memory failure: " + r.describe())
+    neighbours_fine(why="after gradual growth")
+
+
+@case()
+def memory_limit_covers_child_processes():
+    a = sess("memchild")
+    r = run(S, a, '''
+import subprocess, sys
+p = subprocess.run([sys.executable, "-c", "b = b'\\\\x01' * (%d << 20); print('CHILD ALLOCATED')"],
+                   capture_output=True, text=True)
+print("child rc", p.returncode, p.stdout.strip())
+''' % (2 * MEM_MB), timeout=60)
+    check("CHILD ALLOCATED" not in r.out, "a child process allocated past the session limit")
+    neighbours_fine(why="after a child's memory bomb")
+
+
+@case(timeout=150)
+def oom_spares_a_running_neighbour():
+    a, b = sess("oom-a"), sess("oom-b")
+    result = {}
+
+    def neighbour():
+        result["r"] = run(S, b, "import time\nfor i in range(6):\n    print(i, flush=True)\n"
+                                "    time.sleep(0.5)\nprint('DONE')", timeout=60)
+
+    t = threading.Thread(target=neighbour)
+    t.start()
+    time.sleep(0.5)
+    bomb = run(S, a, "b = b'\\x01' * (%d << 20)" % (3 * MEM_MB), timeout=60)
+    t.join(90)
+    r = result.get("r")
+    check(r is not None, "neighbour run did not finish")
+    check(r.rc == 0 and "DONE" in r.out, "neighbour run hurt by another's OOM: " + r.describe())
+    check(bomb.status != "ok", "the bomb run succeeded: " + bomb.describe())
+
+
+# --------------------------------------------------------------------- processes
+
+
+@case(timeout=120)
+def fork_bomb_bounded(ctx):
+    a = sess("forkbomb")
+    r = run(S, a, '''
+import os, time, errno
+made, err = 0, None
+for i in range(200):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        err = errno.errorcode.get(e.errno, str(e.errno)); break
+    if pid == 0:
+        time.sleep(30); os._exit(0)
+    made += 1
+print("@@J " + __import__("json").dumps({"made": made, "err": err}), flush=True)
+''', timeout=20, wall=60)
+    res = sbx.jprobe(r)
+    check(res, "no result: " + r.describe())
+    check(res["made"] < PIDS, "forked %d processes under a %d pids limit" % (res["made"], PIDS))
+    check(res["err"] == "EAGAIN", "fork failed with %s, not EAGAIN" % res["err"])
+    sb = sbx.sandbox_of(a, S.socket)
+    check(sb and sb.get("pid"), "session not in ls")
+    kids = sbx.descendants(sb["pid"])
+    check(len(kids) <= PIDS, "%d host processes under the session" % len(kids))
+    code, _, err = S.cli("sandbox", "kill", sb["id"])
+    check(code == 0, "sandbox kill failed: %s" % err)
+    left = sbx.wait_until(lambda: not [k for k in kids if sbx.alive(k)], 10)
+    check(left, "processes of the killed session remain: %s"
+          % [k["pid"] for k in kids if sbx.alive(k)][:10])
+    neighbours_fine(why="after a fork bomb")
+    ctx["pids_limit_holds"] = True
+
+
+@case(timeout=120)
+def fork_bomb_classic_bash(ctx):
+    # Only with the limit proven by the bounded bomb: an unbounded one must not hit the host.
+    check(ctx.get("pids_limit_holds"), "not run: fork_bomb_bounded did not prove the limit")
+    a = sess("bashbomb")
+    warm = run(S, a, "echo ready", lang="bash")
+    check(warm.rc == 0, "bash session failed: " + warm.describe())
+    sb = sbx.sandbox_of(a, S.socket)
+    check(sb and sb.get("pid"), "session not in ls")
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], len(sbx.descendants(sb["pid"])))
+            time.sleep(0.2)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    r = run(S, a, ":(){ :|:& };:", lang="bash", timeout=5, wall=60)
+    time.sleep(3)  # the bomb goes on in the background after the run returns
+    done.set()
+    t.join(5)
+    check(r.rc is not None, "exec hung on a fork bomb")
+    check(peak[0] <= PIDS + 2, "%d host processes under the session (limit %d)" % (peak[0], PIDS))
+    code, _, err = S.cli("sandbox", "kill", sb["id"])
+    check(code == 0, "sandbox kill failed: %s" % err)
+    gone = sbx.wait_until(lambda: not sbx.descendants(sb["pid"]) and not sbx.proc_info(sb["pid"]),
+                          10)
+    check(gone, "processes of the bombed session remain: %d" % len(sbx.descendants(sb["pid"])))
+    neighbours_fine(why="after a bash fork bomb")
+
+
+@case()
+def thread_bomb_bounded():
+    a = sess("threads")
+    r = run(S, a, '''
+import threading, json
+stop = threading.Event()
+made, err = 0, None
+for i in range(500):
+    try:
+        threading.Thread(target=stop.wait, daemon=True).start(); made += 1
+    except RuntimeError as e:
+        err = str(e); break
+stop.set()
+print("@@J " + json.dumps({"made": made, "err": err}), flush=True)
+''', timeout=30)
+    res = sbx.jprobe(r)
+    check(res, "no result: " + r.describe())
+    check(res["made"] < PIDS, "started %d threads under a %d pids limit" % (res["made"], PIDS))
+    check(res["err"], "thread creation never failed")
+    again = run(S, a, "import threading; t = threading.Thread(target=print, args=('T',)); "
+                      "t.start(); t.join()")
+    check(again.rc == 0 and "T" in again.out, "kernel unusable after the thread bomb: "
+          + again.describe())
+
+
+# ------------------------------------------------------------------------ output
+
+
+def output_checks(r, produced, tail):
+    got = len(r.out.encode()) + len(r.err.encode())
+    dropped = r.end.get("dropped_bytes")
+    check(r.end, "no end event: " + r.describe())
+    check(not r.bad_lines, "unparsable event lines: %r" % r.bad_lines[:2])
+    check(isinstance(dropped, int) and dropped > 0, "dropped_bytes = %r" % dropped)
+    check(got <= 2 * OUT_MAX + 65536, "%d bytes reached the client (cap %d)" % (got, OUT_MAX))
+    check(tail in r.out[-4096:], "the tail was not kept")
+    check(got + dropped >= produced * 0.99, "received %d + dropped %d < produced %d"
+          % (got, dropped, produced))
+
+
+@case(timeout=180)
+def output_flood_capped():
+    a = sess("flood")
+    tail = sbx.uid("TAIL")
+    r = run(S, a, '''
+line = "z" * 1023 + "\\n"
+chunk = line * 1024
+for i in range(50):
+    print(chunk, end="")
+print(%r)
+''' % tail, timeout=120, wall=150)
+    output_checks(r, 50 * 1024 * 1024 + len(tail) + 1, tail)
+    check(r.rc == 0 and r.status == "ok", "the flooding run did not end ok: rc=%s status=%s"
+          % (r.rc, r.status))
+    neighbours_fine(why="after an output flood")
+
+
+@case(timeout=150)
+def huge_single_line_capped():
+    a = sess("hugeline")
+    tail = sbx.uid("END")
+    r = run(S, a, 'import sys\nsys.stdout.write("y" * (20 << 20) + %r)\nsys.stdout.flush()'
+            % tail, timeout=90, wall=120)
+    output_checks(r, (20 << 20) + len(tail), tail)
+    neighbours_fine(why="after a 20 MB line")
+
+
+@case(timeout=150)
+def stderr_flood_capped():
+    a = sess("errflood")
+    tail = sbx.uid("ETAIL")
+    r = run(S, a, 'import sys\nfor i in range(10):\n    sys.stderr.write("e" * (1 << 20))\n'
+                  'sys.stderr.write(%r)\nsys.stderr.flush()' % tail, timeout=90, wall=120)
+    got = len(r.err.encode())
+    check(got <= 2 * OUT_MAX + 65536, "%d stderr bytes reached the client" % got)
+    check(tail in r.err[-4096:], "the stderr tail was not kept")
+    check((r.end.get("dropped_bytes") or 0) > 0, "dropped_bytes not reported")
+
+
+@case(timeout=120)
+def binary_flood_keeps_stream_valid():
+    a = sess("binflood")
+    r = run(S, a, 'import os, sys\nfor i in range(4):\n    sys.stdout.buffer.write(os.urandom(1 << 20))\n'
+                  'sys.stdout.buffer.write(b"\\nBIN-END\\n")\nsys.stdout.flush()', timeout=60)
+    check(r.end, "no end event: " + r.describe())
+    check(not r.bad_lines, "unparsable event lines: %r" % r.bad_lines[:2])
+    check(all(isinstance(e.get("text"), str) for e in r.of("stdout")), "non-text stdout event")
+    check("BIN-END" in r.out, "output after binary garbage lost")
+    check(r.rc == 0, "run failed: " + r.describe())
+
+
+# -------------------------------------------------------------------------- disk
+
+
+def fill_code(directory, chunk_mb=1, limit_mb=4 * DISK_MB):
+    return '''
+import os, errno, json
+d = %r
+written, err, n = 0, None, 0
+block = b"\\x01" * (%d << 20)
+try:
+    while written < (%d << 20):
+        with open(os.path.join(d, "fill%%04d" %% n), "wb") as f:
+            for _ in range(4):
+                f.write(block); f.flush(); written += len(block)
+        n += 1
+except OSError as e:
+    err = errno.errorcode.get(e.errno, str(e.errno))
+st = os.statvfs(d)
+print("@@J " + json.dumps({"written": written, "err": err, "size": st.f_blocks * st.f_frsize}), flush=True)
+''' % (directory, chunk_mb, limit_mb)
+
+
+def disk_fill_case(directory):
+    a = sess("fill")
+    r = run(S, a, fill_code(directory), timeout=60)
+    res = sbx.jprobe(r)
+    check(res, "no result: " + r.describe())
+    check(res["err"] in ("ENOSPC", "EDQUOT"), "filling %s ended with %s" % (directory, res["err"]))
+    check(res["written"] <= DISK_MB * 1.1 * (1 << 20), "wrote %d MB into %s (quota %d MB)"
+          % (res["written"] >> 20, directory, DISK_MB))
+    check(res["size"] <= DISK_MB * 1.1 * (1 << 20), "%s is %d MB (quota %d MB)"
+          % (directory, res["size"] >> 20, DISK_MB))
+    neighbours_fine(why="after filling %s" % directory)
+    again = run(S, a, '''
+import glob, os
+for p in glob.glob(os.path.join(%r, "fill*")): os.unlink(p)
+open(os.path.join(%r, "after.txt"), "w").write("fine"); print(open(os.path.join(%r, "after.txt")).read())
+''' % (directory, directory, directory))
+    check(again.rc == 0 and "fine" in again.out, "session unusable after the fill: "
+          + again.describe())
+
+
+@case()
+def disk_fill_workdir():
+    disk_fill_case(".")
+
+
+@case()
+def disk_fill_tmp():
+    disk_fill_case("/tmp")
+
+
+@case()
+def shm_fill_bounded():
+    a = sess("shmfill")
+    r = run(S, a, fill_code("/dev/shm", limit_mb=4 * (MEM_MB + DISK_MB)), timeout=60)
+    res = sbx.jprobe(r)
+    if res:
+        check(res["err"] is not None, "wrote %d MB to /dev/shm without error" % (res["written"] >> 20))
+        check(res["written"] <= (MEM_MB + DISK_MB) * (1 << 20), "wrote %d MB to /dev/shm"
+              % (res["written"] >> 20))
+    else:
+        check(memory_failure(r), "filling /dev/shm: neither an error nor a memory limit: "
+              + r.describe())
+    neighbours_fine(why="after filling /dev/shm")
+
+
+@case()
+def file_size_limit():
+    a = sess("fsize")
+    r = run(S, a, '''
+import errno, json, os
+err = None
+try:
+    with open("big.bin", "wb") as f:
+        for i in range(%d):
+            f.write(b"\\x01" * (1 << 20)); f.flush()
+except OSError as e:
+    err = errno.errorcode.get(e.errno, str(e.errno))
+print("@@J " + json.dumps({"err": err, "size": os.path.getsize("big.bin")}), flush=True)
+os.unlink("big.bin")
+''' % (FILE_MB + 2), timeout=30)
+    res = sbx.jprobe(r)
+    check(res, "no result: " + r.describe())
+    check(res["err"] == "EFBIG", "writing past %d MB gave %s" % (FILE_MB, res["err"]))
+    check(res["size"] <= FILE_MB << 20, "file grew to %d bytes" % res["size"])
+
+
+@case()
+def open_files_limit():
+    a = sess("nofile")
+    r = run(S, a, '''
+import errno, json
+fs, err = [], None
+try:
+    for i in range(1000):
+        fs.append(open("/dev/null"))
+except OSError as e:
+    err = errno.errorcode.get(e.errno, str(e.errno))
+n = len(fs)
+for f in fs: f.close()
+print("@@J " + json.dumps({"n": n, "err": err}), flush=True)
+''', timeout=30)
+    res = sbx.jprobe(r)
+    check(res, "no result: " + r.describe())
+    check(res["err"] == "EMFILE", "opening 1000 files gave %s after %d" % (res["err"], res["n"]))
+    check(res["n"] < FILES, "opened %d files under a %d files limit" % (res["n"], FILES))
+    again = run(S, a, "print(len(open('/dev/null').name))")
+    check(again.rc == 0, "kernel unusable after EMFILE: " + again.describe())
+
+
+# ------------------------------------------------------------ runaway and crashes
+
+
+@case()
+def infinite_loop_timeout_keeps_state():
+    a = sess("loop")
+    check(run(S, a, "kept = 41").rc == 0, "setup run failed")
+    r = run(S, a, "while True:\n    pass", timeout=2, wall=40)
+    check(r.status == "timeout" and r.ok is False, "status %s: %s" % (r.status, r.describe()))
+    check(r.rc == 1, "exit %s on a timeout" % r.rc)
+    check(r.end.get("state_lost") is False, "state_lost on an interruptible loop")
+    check(r.stderr_text.strip(), "no message on stderr")
+    state_kept(S, a, "kept", 41)
+
+
+@case()
+def sleep_timeout_keeps_state():
+    a = sess("sleep")
+    check(run(S, a, "kept = 'still here'").rc == 0, "setup run failed")
+    r = run(S, a, "import time\ntime.sleep(100)", timeout=1, wall=40)
+    check(r.status == "timeout" and r.ok is False, "status %s: %s" % (r.status, r.describe()))
+    check(r.rc == 1, "exit %s on a timeout" % r.rc)
+    check((r.end.get("duration_ms") or 0) < 30000, "the sleep was not cut (%s ms)"
+          % r.end.get("duration_ms"))
+    state_kept(S, a, "kept", "still here")
+
+
+def unstoppable_case(code):
+    a = sess("unstoppable")
+    check(run(S, a, "doomed = 1").rc == 0, "setup run failed")
+    t0 = time.time()
+    r = run(S, a, code, timeout=1, wall=60)
+    took = time.time() - t0
+    check(r.rc is not None, "exec hung on code that ignores interrupts")
+    check(r.status == "killed", "status %s: %s" % (r.status, r.describe()))
+    check(r.end.get("state_lost") is True, "state_lost not set after a kill")
+    check(r.rc == 1, "exit %s" % r.rc)
+    check(took < 30, "took %.0fs to kill (timeout 1s, grace %dms)" % (took, GRACE_MS))
+    fresh_kernel(S, a, "doomed")
+
+
+@case()
+def sigint_ignored_gets_killed():
+    unstoppable_case("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                     "while True:\n    pass")
+
+
+@case()
+def keyboardinterrupt_swallowed_gets_killed():
+    unstoppable_case("import time\nwhile True:\n    try:\n        time.sleep(10)\n"
+                     "    except KeyboardInterrupt:\n        pass")
+
+
+def crash_case(code, tag):
+    a = sess(tag)
+    check(run(S, a, "before_crash = 1").rc == 0, "setup run failed")
+    r = run(S, a, code, timeout=30)
+    check(r.status == "crashed", "status %s: %s" % (r.status, r.describe()))
+    check(r.ok is False and r.rc in (1, 2), "rc=%s ok=%s" % (r.rc, r.ok))
+    check(r.end.get("state_lost") is True, "state_lost not set after a crash")
+    check(r.stderr_text.strip() or r.end.get("message"), "crash not reported to a person")
+    fresh_kernel(S, a, "before_crash")
+    neighbours_fine(why="after a kernel crash")
+
+
+@case()
+def segfault_reported_fresh_kernel():
+    crash_case("import ctypes\nctypes.string_at(0)", "segv")
+
+
+@case()
+def abort_reported_fresh_kernel():
+    crash_case("import os\nos.abort()", "abort")
+
+
+@case()
+def kernel_exit_reported_fresh_kernel():
+    crash_case("import os\nos._exit(3)", "exit")
+
+
+def kill_everything_case(ctx, code, lang=None):
+    sl = ctx["sleeper"]
+    check(sl.alive(), "host sleeper not running before")
+    a = sess("killall")
+    check(run(S, a, "echo hi" if lang == "bash" else "print('hi')", lang=lang).rc == 0,
+          "setup run failed")
+    r = run(S, a, code, lang=lang, timeout=10, wall=40)
+    check(r.rc is not None, "exec hung")
+    time.sleep(0.5)
+    check(sl.alive(), "the host sleeper was killed from the sandbox")
+    neighbours_fine(why="after kill -9 -1")
+    again = run(S, a, "echo back" if lang == "bash" else "print('back')", lang=lang)
+    check(again.rc == 0 and "back" in again.out, "the session did not recover: "
+          + again.describe())
+
+
+@case()
+def kill_minus_one_python(ctx):
+    kill_everything_case(ctx, "import os, signal\nos.kill(-1, signal.SIGKILL)")
+
+
+@case()
+def kill_minus_one_bash(ctx):
+    kill_everything_case(ctx, "kill -9 -1", lang="bash")
+
+
+@case()
+def kill_parent_and_init(ctx):
+    kill_everything_case(ctx, "import os, signal\nfor p in (os.getppid(), 1):\n"
+                              "    try:\n        os.kill(p, signal.SIGKILL)\n"
+                              "    except OSError as e:\n        print(p, e)")
+
+
+@case()
+def closing_output_pipes():
+    a = sess("closefd")
+    r = run(S, a, "import os\nos.close(1)\nos.close(2)", timeout=10, wall=40)
+    check(r.rc is not None and r.end, "no end after closing the output pipes: " + r.describe())
+    again = run(S, a, "print('visible')")
+    check(again.rc == 0 and "visible" in again.out, "output lost for the next run: "
+          + again.describe())
+    neighbours_fine(why="after closing output pipes")
+
+
+@case()
+def busy_session_does_not_block_others():
+    a, b = sess("busy-a"), sess("busy-b")
+    check(run(S, a, "pass").rc == 0 and run(S, b, "pass").rc == 0, "setup runs failed")
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=run(S, a, "import time\ntime.sleep(6)\n"
+                                                              "print('A done')", timeout=30)))
+    t.start()
+    time.sleep(0.5)
+    rb = run(S, b, "print('B done')", timeout=30)
+    a_still_running = t.is_alive()
+    t.join(40)
+    check(rb.rc == 0 and "B done" in rb.out, "session B failed: " + rb.describe())
+    check(a_still_running, "session B waited for session A's run to finish")
+    check(box.get("r") and box["r"].rc == 0, "session A failed")
+
+
+# -------------------------------------------------------------------- leftovers
+
+
+@case()
+def killed_sandbox_leaves_no_process():
+    a = sess("leftover")
+    marker = sbx.uid("bgmark")
+    r = run(S, a, '''
+import os, signal, subprocess, sys
+code = "import signal, time\\nfor s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT): signal.signal(s, signal.SIG_IGN)\\ntime.sleep(300)"
+subprocess.Popen([sys.executable, "-c", code, %r])
+if os.fork() == 0:  # daemonize: double fork + setsid
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", code, %r])
+    os._exit(0)
+os.wait()
+subprocess.Popen(["/bin/sh", "-c", "sleep 300 & sleep 300", %r], start_new_session=True)
+print("spawned")
+''' % (marker, marker, marker))
+    check(r.rc == 0 and "spawned" in r.out, "run failed: " + r.describe())
+    procs = sbx.wait_until(lambda: len(sbx.procs_with(marker)) >= 3 and sbx.procs_with(marker),
+                           5)
+    check(procs, "the background processes are not visible on the host")
+    sb = sbx.sandbox_of(a, S.socket)
+    check(sb, "session not in ls")
+    procs += sbx.descendants(sb["pid"])
+    code, _, err = S.cli("sandbox", "kill", sb["id"])
+    check(code == 0, "sandbox kill: rc %s %s" % (code, err))
+    gone = sbx.wait_until(lambda: not [p for p in procs if sbx.alive(p)], 10)
+    check(gone, "processes outlived `sandbox kill`: %s"
+          % [(p["pid"], p["cmd"][:40]) for p in procs if sbx.alive(p)])
+    check(not sbx.proc_info(sb["pid"]) or not sbx.alive(sbx.proc_info(sb["pid"])),
+          "the session's init still runs")
+    check(sbx.sandbox_of(a, S.socket) is None, "the killed sandbox is still listed")
+    cg = sbx.wait_until(lambda: not cgroup_dirs_named(sb["id"]), 5)
+    check(cg, "cgroups of the killed sandbox remain: %s" % cgroup_dirs_named(sb["id"]))
+    nxt = run(S, a, "print('x' in globals())")
+    check(nxt.rc == 0 and nxt.out.strip() == "False", "run after kill: " + nxt.describe())
+    if nxt.start:
+        check(nxt.start.get("new") is True, "run after kill did not report a new sandbox")
+
+
+@case()
+def default_timeout_from_env():
+    a = sess("deftimeout", S2)
+    r = run(S2, a, "import time\ntime.sleep(100)", wall=60)
+    check(r.status == "timeout", "no --timeout, CODEBOT_SANDBOX_TIMEOUT_MS=3000: status %s: %s"
+          % (r.status, r.describe()))
+
+
+@case()
+def cpu_time_limit():
+    a = sess("cpu", S2)
+    r = run(S2, a, "x = 0\nwhile True:\n    x += 1", timeout=40, wall=80)
+    check(r.status in ("crashed", "limit", "killed"),
+          "a busy loop ran past %ds of CPU: status %s: %s" % (CPU_S, r.status, r.describe()))
+    check((r.end.get("duration_ms") or 0) < 35000, "ran %s ms, the CPU limit did not stop it"
+          % r.end.get("duration_ms"))
+    nxt = run(S2, a, "print('alive')")
+    check(nxt.rc == 0 and "alive" in nxt.out, "run after the CPU kill: " + nxt.describe())
+
+
+@case()
+def idle_sandbox_destroyed():
+    a = sess("idle", S2)
+    marker = sbx.uid("idlemark")
+    r = run(S2, a, '''
+import subprocess, sys
+idle_var = 1
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", %r])
+print("ok")''' % marker)
+    check(r.rc == 0, "run failed: " + r.describe())
+    procs = sbx.wait_until(lambda: sbx.procs_with(marker), 5)
+    check(procs, "background process not visible on the host")
+    sb = sbx.sandbox_of(a, S2.socket)
+    check(sb, "session not in ls")
+    gone = sbx.wait_until(lambda: sbx.sandbox_of(a, S2.socket) is None, IDLE_S + 10)
+    check(gone, "sandbox still listed %ds after CODEBOT_SANDBOX_IDLE_S=%d" % (IDLE_S + 10, IDLE_S))
+    dead = sbx.wait_until(lambda: not [p for p in procs if sbx.alive(p)], 5)
+    check(dead, "processes of the idle sandbox remain")
+    check(sbx.wait_until(lambda: not cgroup_dirs_named(sb["id"]), 5),
+          "cgroups of the idle sandbox remain: %s" % cgroup_dirs_named(sb["id"]))
+    nxt = run(S2, a, "print('idle_var' in globals())")
+    check(nxt.rc == 0 and nxt.out.strip() == "False", "run after idle: " + nxt.describe())
+
+
+@case(timeout=90)
+def shutdown_leaves_nothing():
+    """Last: shuts S down and checks nothing of its sandboxes stays on the host."""
+    global S
+    marker = sbx.uid("shutmark")
+    ids = []
+    for i in range(2):
+        a = sess("shut%d" % i)
+        r = run(S, a, "import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', "
+                      "'import time; time.sleep(300)', %r], start_new_session=True)" % marker)
+        check(r.rc == 0, "run failed: " + r.describe())
+        sb = sbx.sandbox_of(a, S.socket)
+        check(sb and sb.get("id"), "session not in ls")
+        ids.append(sb["id"])
+    procs = sbx.wait_until(lambda: len(sbx.procs_with(marker)) >= 2 and sbx.procs_with(marker), 5)
+    check(procs, "background processes not visible on the host")
+    tree = S.descendants()
+    check(S.stop(), "the service did not exit on shutdown")
+    gone = sbx.wait_until(lambda: not [p for p in tree + procs if sbx.alive(p)], 10)
+    check(gone, "processes outlived the service: %s"
+          % [(p["pid"], p["cmd"][:40]) for p in tree + procs if sbx.alive(p)][:8])
+    for ident in ids:
+        check(not cgroup_dirs_named(ident), "cgroups remain: %s" % cgroup_dirs_named(ident))
+    mounts = open("/proc/self/mountinfo").read()
+    check(S.dir not in mounts and not any(i in mounts for i in ids),
+          "host mounts of the service's sandboxes remain")
+
+
+if __name__ == "__main__":
+    sys.exit(sbx.main(setup, teardown))
