@@ -13,7 +13,6 @@
 #include "common/log.h"
 #include "common/strbuf.h"
 
-
 typedef struct console {
     adapter base;
     uv_loop_t *loop;
@@ -198,7 +197,8 @@ static int con_start(adapter *a, void (*on_message)(void *ud, const adapter_msg 
     if (rc)
         return rc;
     c->idle = 1;
-    fputs("🤖 codebot ready. Type a task, a ```fenced``` code block, or \"help\"; \"exit\" quits.\n\n"
+    fputs("🤖 codebot ready. Type a task, a ```fenced``` code block, or \"help\"; \"exit\" "
+          "quits.\n\n"
           "You: ",
           stdout);
     fflush(stdout);
@@ -354,8 +354,8 @@ int console_new(uv_loop_t *loop, adapter **out)
     c->base.ops = &console_ops;
     c->base.loop = loop;
     c->base.impl = c;
-    c->base.policy = (adapter_policy){.max_chars = 1u << 30, .streams = 1,
-                                      .max_upload_bytes = 64u << 20};
+    c->base.policy =
+        (adapter_policy){.max_chars = 1u << 30, .streams = 1, .max_upload_bytes = 64u << 20};
     int rc = uv_signal_init(loop, &c->sigint);
     if (rc) {
         free(c);

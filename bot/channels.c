@@ -141,8 +141,12 @@ static void start_next(chan *c)
         if (!c->head)
             c->tail = NULL;
         c->queued_n--;
-        adapter_msg m = {.platform = c->platform, .channel = c->channel, .user = q->user,
-                         .text = q->text, .msg_id = q->msg_id, .reply_to = q->reply_to};
+        adapter_msg m = {.platform = c->platform,
+                         .channel = c->channel,
+                         .user = q->user,
+                         .text = q->text,
+                         .msg_id = q->msg_id,
+                         .reply_to = q->reply_to};
         start_msg(c, &m);
         free_queued(q);
     }

@@ -36,8 +36,7 @@ static int dup_env(char **dst, const char *name, const char *def)
     return v && !*dst ? -ENOMEM : 0;
 }
 
-static int get_long(const char *name, long def, long lo, long hi, long *out, char *err,
-                    size_t len)
+static int get_long(const char *name, long def, long lo, long hi, long *out, char *err, size_t len)
 {
     const char *v = env(name);
     if (!v) {

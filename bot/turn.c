@@ -34,26 +34,26 @@ struct turn {
     turn_done_cb done;
     void *ud;
 
-    int direct;       /* a fenced block from the user: run as is, no LLM */
+    int direct; /* a fenced block from the user: run as is, no LLM */
     char *lang;
     int attempt, max_attempts;
     store_turn *hist; /* copied history, oldest first */
     size_t n_hist;
     char *sandbox_id; /* as stored for the channel, or learnt from the service */
 
-    strbuf raw;     /* the model's answer in this attempt */
-    char *code;     /* the code of this attempt */
-    strbuf output;  /* what the run printed (tail kept for history) */
-    char *error;    /* "Name: value\ntraceback" of the last failed attempt */
+    strbuf raw;      /* the model's answer in this attempt */
+    char *code;      /* the code of this attempt */
+    strbuf output;   /* what the run printed (tail kept for history) */
+    char *error;     /* "Name: value\ntraceback" of the last failed attempt */
     char *prev_code; /* the code that failed, shown to the model on the next attempt */
 
     llm_call *call;
     sbx_run *run;
     unsigned figures;
-    int pending;    /* operations started and not answered yet */
-    int loads;      /* history and sandbox-id loads not answered yet */
+    int pending; /* operations started and not answered yet */
+    int loads;   /* history and sandbox-id loads not answered yet */
     int cancelled;
-    int decided;    /* outcome chosen: no new operations start */
+    int decided; /* outcome chosen: no new operations start */
 };
 
 static void next_attempt(turn *t);
@@ -328,11 +328,11 @@ static void on_run_end(void *ud, const sbx_end *end)
         decide(t, RENDER_STOPPED, detail, 0, 0);
     } else {
         if (!t->error || strcmp(end->status, "error") != 0) {
-            const char *name = strcmp(end->status, "timeout") == 0    ? "Timeout"
-                               : strcmp(end->status, "limit") == 0    ? "ResourceLimit"
-                               : strcmp(end->status, "crashed") == 0  ? "Crashed"
-                               : strcmp(end->status, "killed") == 0   ? "Killed"
-                                                                      : "Error";
+            const char *name = strcmp(end->status, "timeout") == 0   ? "Timeout"
+                               : strcmp(end->status, "limit") == 0   ? "ResourceLimit"
+                               : strcmp(end->status, "crashed") == 0 ? "Crashed"
+                               : strcmp(end->status, "killed") == 0  ? "Killed"
+                                                                     : "Error";
             set_error(t, name, end->message ? end->message : end->status, NULL);
         }
         fail_attempt(t, "The code failed.");
@@ -565,8 +565,8 @@ static void begin(turn *t)
     loaded(t);
 }
 
-int turn_start(const turn_ctx *ctx, adapter *a, const adapter_msg *m, turn_done_cb done,
-               void *ud, turn **out)
+int turn_start(const turn_ctx *ctx, adapter *a, const adapter_msg *m, turn_done_cb done, void *ud,
+               turn **out)
 {
     turn *t = calloc(1, sizeof *t);
     if (!t)

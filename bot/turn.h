@@ -27,8 +27,8 @@ typedef struct turn turn;
 typedef void (*turn_done_cb)(void *ud, turn *t);
 
 /* Starts answering M on adapter A. Returns 0 or -errno (then DONE never fires). */
-int turn_start(const turn_ctx *ctx, adapter *a, const adapter_msg *m, turn_done_cb done,
-               void *ud, turn **out);
+int turn_start(const turn_ctx *ctx, adapter *a, const adapter_msg *m, turn_done_cb done, void *ud,
+               turn **out);
 void turn_cancel(turn *t);
 /* The sandbox session name for a channel: "platform:channel" (malloc'd). */
 char *turn_session_key(const char *platform, const char *channel);

@@ -24,8 +24,12 @@ TEST(strbuf_grows_and_consumes)
 TEST(utf8_sanitize_replaces_invalid)
 {
     strbuf b = {0};
-    CHECK(utf8_sanitize(&b, "a\xff" "b\xc3\xa9\xed\xa0\x80z", 9) == 0);
-    CHECK_STR(b.data, "a\xEF\xBF\xBD" "b\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz");
+    CHECK(utf8_sanitize(&b,
+                        "a\xff"
+                        "b\xc3\xa9\xed\xa0\x80z",
+                        9) == 0);
+    CHECK_STR(b.data, "a\xEF\xBF\xBD"
+                      "b\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz");
     strbuf_free(&b);
 }
 

@@ -3,10 +3,17 @@
 
 #include "bot/config.h"
 
-static const char *vars[] = {"REDIS_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-                             "OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEBOT_LLM", "CODEBOT_MODEL",
-                             "CODEBOT_MAX_ATTEMPTS", "CODEBOT_HISTORY_BUDGET",
-                             "CODEBOT_RUN_TIMEOUT", NULL};
+static const char *vars[] = {"REDIS_URL",
+                             "ANTHROPIC_API_KEY",
+                             "ANTHROPIC_BASE_URL",
+                             "OPENAI_API_KEY",
+                             "OPENAI_BASE_URL",
+                             "CODEBOT_LLM",
+                             "CODEBOT_MODEL",
+                             "CODEBOT_MAX_ATTEMPTS",
+                             "CODEBOT_HISTORY_BUDGET",
+                             "CODEBOT_RUN_TIMEOUT",
+                             NULL};
 
 static void clean(void)
 {
