@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bot/app.h"
 #include "sandbox/cli.h"
 #include "sandbox/sandboxd.h"
 
@@ -27,10 +28,28 @@ static int cmd_sandbox(int argc, char **argv)
     return cli_sandbox(argc, argv);
 }
 
-/* console and run: added by the lead (bot/) */
+static int cmd_console(int argc, char **argv)
+{
+    if (argc > 1) {
+        fprintf(stderr,
+                "usage: codebot console   (settings come from the environment, see README)\n");
+        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    return app_main(1);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    if (argc > 1) {
+        fprintf(stderr, "usage: codebot run   (settings come from the environment, see README)\n");
+        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    return app_main(0);
+}
 
 static const command commands[] = {
-    /* bot commands (console, run) go here */
+    {"console", cmd_console, "the coding assistant in this terminal"},
+    {"run", cmd_run, "the service: every adapter whose credentials are set"},
     {"exec", cmd_exec, "run code from stdin in a session's sandbox"},
     {"sandbox", cmd_sandbox, "ls | stats | kill ID | shutdown"},
     {"sandboxd", cmd_sandboxd, "the sandbox service (started on demand)"},
