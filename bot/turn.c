@@ -50,13 +50,24 @@ struct turn {
     llm_call *call;
     sbx_run *run;
     unsigned figures;
+    struct artifact *artifacts; /* this attempt's figures and files, sent if it is the last */
+    int service_restarted;      /* the sandbox service was started again for this turn */
+    uv_work_t ensure_work;
+    int ensure_rc;
     int pending; /* operations started and not answered yet */
     int loads;   /* history and sandbox-id loads not answered yet */
     int cancelled;
     int decided; /* outcome chosen: no new operations start */
 };
 
+typedef struct artifact {
+    struct artifact *next;
+    char *name, *mime;
+    char *b64; /* a figure's data, or NULL for a file to fetch by name */
+} artifact;
+
 static void next_attempt(turn *t);
+static void run_code(turn *t);
 
 char *turn_session_key(const char *platform, const char *channel)
 {
@@ -68,8 +79,21 @@ char *turn_session_key(const char *platform, const char *channel)
     return strbuf_steal(&b);
 }
 
+static void drop_artifacts(turn *t)
+{
+    while (t->artifacts) {
+        artifact *a = t->artifacts;
+        t->artifacts = a->next;
+        free(a->name);
+        free(a->mime);
+        free(a->b64);
+        free(a);
+    }
+}
+
 static void turn_free(turn *t)
 {
+    drop_artifacts(t);
     for (size_t i = 0; i < t->n_hist; i++) {
         free((char *)t->hist[i].role);
         free((char *)t->hist[i].content);
@@ -205,6 +229,39 @@ static void on_file_fetched(void *ud, const cJSON *reply, const char *error)
     release(t);
 }
 
+static void fetch_file(turn *t, const char *path);
+
+/* Keeps a figure (B64 set) or a file (B64 NULL) of this attempt, in the order they came. */
+static void add_artifact(turn *t, const char *name, const char *mime, const char *b64)
+{
+    artifact *a = calloc(1, sizeof *a), **tail = &t->artifacts;
+    if (!a || !(a->name = strdup(name)) || !(a->mime = strdup(mime)) ||
+        (b64 && !(a->b64 = strdup(b64)))) {
+        if (a) {
+            free(a->name);
+            free(a->mime);
+            free(a);
+        }
+        return;
+    }
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = a;
+}
+
+/* The attempt that produced them is the last one: send its figures and files. A failed
+ * attempt that will be retried sends nothing, so a channel sees one set of results. */
+static void send_artifacts(turn *t)
+{
+    for (artifact *a = t->artifacts; a; a = a->next) {
+        if (a->b64)
+            upload_b64(t, a->name, a->mime, a->b64);
+        else
+            fetch_file(t, a->name);
+    }
+    drop_artifacts(t);
+}
+
 static void fetch_file(turn *t, const char *path)
 {
     file_fetch *f = calloc(1, sizeof *f);
@@ -283,10 +340,10 @@ static void on_run_event(void *ud, const char *ev, const cJSON *obj)
         } else if (strcmp(mime, "image/png") == 0) {
             char name[64];
             snprintf(name, sizeof name, "figure-%u.png", ++t->figures);
-            upload_b64(t, name, mime, data);
+            add_artifact(t, name, mime, data);
         }
     } else if (strcmp(ev, "file") == 0 && json_str(obj, "path")) {
-        fetch_file(t, json_str(obj, "path"));
+        add_artifact(t, json_str(obj, "path"), "application/octet-stream", NULL);
     } else if (strcmp(ev, "error") == 0) {
         set_error(t, json_str(obj, "name"), json_str(obj, "value"), json_str(obj, "traceback"));
     }
@@ -298,8 +355,10 @@ static void fail_attempt(turn *t, const char *why)
     if (t->cancelled) {
         decide(t, RENDER_STOPPED, "cancelled", 0, 0);
     } else if (!t->direct && t->ctx.llm && t->attempt < t->max_attempts) {
+        drop_artifacts(t);
         next_attempt(t);
     } else {
+        send_artifacts(t);
         if (t->direct)
             snprintf(detail, sizeof detail, "%s", why);
         else
@@ -307,6 +366,44 @@ static void fail_attempt(turn *t, const char *why)
                      t->attempt == 1 ? "" : "s");
         decide(t, RENDER_FAILED, detail, 1, 0);
     }
+}
+
+/* The sandbox service did not answer: start it again (blocking, so in the thread pool) and
+ * run the code once more. Its sandboxes died with it, so the state is gone. */
+static void ensure_in_pool(uv_work_t *w)
+{
+    turn *t = w->data;
+    t->ensure_rc = sbx_ensure_service(15000);
+}
+
+static void ensure_done(uv_work_t *w, int status)
+{
+    turn *t = w->data;
+    if (t->cancelled) {
+        decide(t, RENDER_STOPPED, "cancelled", 0, 0);
+    } else if (status != 0 || t->ensure_rc != 0) {
+        char detail[160];
+        snprintf(detail, sizeof detail,
+                 "the sandbox service is not running and could not be "
+                 "started (%s)",
+                 strerror(-(status ? status : t->ensure_rc)));
+        decide(t, RENDER_STOPPED, detail, 0, 0);
+    } else {
+        run_code(t);
+    }
+    release(t);
+}
+
+static void restart_service(turn *t)
+{
+    t->service_restarted = 1;
+    log_warn("turn", "%s: the sandbox service did not answer; starting it", t->session);
+    live_note(t->lv, "⚠️ The sandbox service was restarted.");
+    t->ensure_work.data = t;
+    if (uv_queue_work(t->ctx.loop, &t->ensure_work, ensure_in_pool, ensure_done) == 0)
+        t->pending++;
+    else
+        decide(t, RENDER_STOPPED, "the sandbox service is not running", 0, 0);
 }
 
 static void on_run_end(void *ud, const sbx_end *end)
@@ -318,9 +415,12 @@ static void on_run_end(void *ud, const sbx_end *end)
     if (t->cancelled) {
         decide(t, RENDER_STOPPED, "cancelled", 0, 0);
     } else if (end->ok) {
+        send_artifacts(t);
         char detail[64];
         snprintf(detail, sizeof detail, "%.1f s", (double)end->duration_ms / 1000.0);
         decide(t, RENDER_DONE, detail, 1, 1);
+    } else if (strcmp(end->status, "sandbox_error") == 0 && !t->service_restarted) {
+        restart_service(t);
     } else if (strcmp(end->status, "sandbox_error") == 0) {
         char detail[512];
         snprintf(detail, sizeof detail, "the sandbox failed: %s",

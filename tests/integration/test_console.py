@@ -181,4 +181,56 @@ def redis_down_keeps_serving():
     expect(err.count("not being saved") == 1, "says once that history is not being saved", err)
 
 
+def kill_lock_holder(lock):
+    """SIGKILLs the process that holds LOCK open (the sandbox service); its pid or None."""
+    import signal
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == lock:
+                    os.kill(int(pid), signal.SIGKILL)
+                    return int(pid)
+            except OSError:
+                pass
+    return None
+
+
+@case
+def sandbox_service_restarted_when_it_dies_mid_run():
+    import subprocess
+    import tempfile
+    import time
+    from harness import BIN
+    sock = os.path.join(tempfile.mkdtemp(prefix="sbx-restart-"), "sandboxd.sock")
+    env = base_env(CODEBOT_SANDBOX_SOCKET=sock)
+    p = subprocess.Popen([BIN, "console"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    try:
+        p.stdin.write(b"```python\nimport time\ntime.sleep(2)\nprint('slept')\n```\n")
+        p.stdin.flush()
+        seen = b""
+        while b"Running" not in seen:
+            chunk = os.read(p.stdout.fileno(), 4096)
+            expect(chunk, "the console ended before running", seen.decode())
+            seen += chunk
+        time.sleep(0.5)
+        killed = kill_lock_holder(sock + ".lock")
+        expect(killed, "found the sandbox service to kill")
+        out, err = p.communicate(b"", timeout=60)
+        out = seen + out
+    finally:
+        if p.poll() is None:
+            p.kill()
+        subprocess.run([BIN, "sandbox", "shutdown"], env=env, timeout=10, capture_output=True)
+    out = out.decode(errors="replace")
+    expect("sandbox service was restarted" in out, "the restart is said", out)
+    expect("slept" in out and "Done" in out, "the code ran again on the new service", out)
+
+
 finish()
