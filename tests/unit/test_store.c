@@ -17,6 +17,14 @@
 #include "store/redis_url.h"
 #include "store/store.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+/* check.h ends each test with _exit(), which skips LeakSanitizer: run it here instead. */
+#define LEAK_CHECK() __lsan_do_leak_check()
+#else
+#define LEAK_CHECK() ((void)0)
+#endif
+
 #define TEST_DB 9
 
 static uv_loop_t loop;
@@ -131,6 +139,7 @@ static void close_store(store *s)
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_INT(uv_loop_close(&loop), 0);
     unlink(logpath);
+    LEAK_CHECK();
 }
 
 /* ---- callbacks ---- */
@@ -343,6 +352,7 @@ TEST(bad_url_is_einval_and_logged)
     CHECK_INT(log_count("CODEBOT_HISTORY_MAX_TURNS"), 1);
     CHECK_INT(uv_loop_close(&loop), 0);
     unlink(logpath);
+    LEAK_CHECK();
 }
 
 TEST(append_load_round_trip_in_order)
@@ -728,6 +738,7 @@ TEST(close_cancels_pending_calls)
     CHECK_INT(uv_loop_close(&loop), 0);
     unlink(logpath);
     cleanup_keys();
+    LEAK_CHECK();
 }
 
 static store *closing_store;
@@ -755,6 +766,7 @@ TEST(close_from_inside_a_callback)
     CHECK_INT(uv_loop_close(&loop), 0);
     unlink(logpath);
     cleanup_keys();
+    LEAK_CHECK();
 }
 
 TEST(close_while_down_and_queue_bound)
