@@ -4,7 +4,9 @@
 #include "tests/unit/check.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -794,11 +796,24 @@ TEST(close_while_down_and_queue_bound)
         CHECK_INT(w[i].fired, 1);
 }
 
+/* A TCP port nobody uses right now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
 TEST(tcp_with_password_and_db)
 {
     setup();
     srv_dir();
-    int port = 20000 + (int)getpid() % 20000;
+    int port = free_port();
     char extra[128], url[200];
     snprintf(extra, sizeof(extra), "--port %d --bind 127.0.0.1 --requirepass 'pw:@/x'", port);
     srv_start_with(extra);
