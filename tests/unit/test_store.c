@@ -266,6 +266,12 @@ static void srv_kill(void)
             usleep(10000);
         srvpid = 0;
     }
+    /* A SIGKILLed server leaves its pid file: the next one must not be mistaken for it. */
+    if (srvdir[0]) {
+        char pidf[128];
+        snprintf(pidf, sizeof(pidf), "%s/redis.pid", srvdir);
+        unlink(pidf);
+    }
 }
 
 static void srv_cleanup(void)
@@ -302,7 +308,7 @@ static void srv_start_with(const char *extra)
         char pidf[128];
         snprintf(pidf, sizeof(pidf), "%s/redis.pid", srvdir);
         FILE *f = fopen(pidf, "r");
-        if (ok && f && fscanf(f, "%d", &srvpid) == 1) {
+        if (ok && f && fscanf(f, "%d", &srvpid) == 1 && srvpid > 0 && kill(srvpid, 0) == 0) {
             fclose(f);
             return;
         }
