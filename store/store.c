@@ -12,8 +12,9 @@
  * - Nothing is polled until a command is queued, so the connection is only noticed once the
  *   handshake (AUTH, SELECT, PING) is queued; the connect callback fires on the first write
  *   event. On a failed connect hiredis calls onConnect(REDIS_ERR), then runs every queued
- *   callback with a NULL reply and frees the context; onDisconnect is only called for a
- *   context that was connected. After either callback the context is gone: never touch it.
+ *   callback with a NULL reply and frees the context; onDisconnect is meant only for a
+ *   context that was connected (the store does not depend on that: it ignores callbacks of a
+ *   context it already forgot). After either callback the context is gone: never touch it.
  * - When an established connection drops, hiredis runs every pending reply callback with a
  *   NULL reply (that is how an in-flight command learns it failed: -EIO), then onDisconnect,
  *   then frees the context, all in the same call stack. redisAsyncFree() from inside a reply
@@ -32,14 +33,15 @@
  * in every hiredis callback, and frees itself only from the close callback of its own handles,
  * which the loop runs after any hiredis call stack has unwound.
  *
- * Outages. Calls never wait for Redis: while the first connect attempt is under way they are
- * held and sent on connecting; once Redis is known to be down, reads and dedup answer at once
- * (deferred to the loop's idle phase, never inside the call) with -ECONNREFUSED and empty
- * data. Writes (history append and clear, sandbox set) answer -ECONNREFUSED the same way but
- * are also kept, in order, in a queue of at most QUEUE_MAX commands and sent when the
- * connection is back, so a short outage loses nothing; when the queue is full further writes
+ * Outages. Calls never wait long for Redis: only while the first connect attempt is under way
+ * (at most 5 s) are they held, and sent on connecting; once Redis is known to be down, reads and
+ * dedup answer at once (deferred to the loop's idle phase, never inside the call) with
+ * -ECONNREFUSED and empty data. Writes (history append and clear, sandbox set) answer -ECONNREFUSED
+ * the same way but are also kept, in order, in a queue of at most QUEUE_MAX commands and sent when
+ * the connection is back, so a short outage loses nothing; when the queue is full further writes
  * answer -ENOBUFS and are dropped. A write that was in flight when the connection dropped is
- * not re-sent (it may have been applied): its callback gets -EIO. One warning per outage, one
+ * not re-sent (it may have been applied): its callback gets -EIO. A connection on which
+ * commands stay unanswered for 10 s is dropped the same way. One warning per outage, one
  * info line when it ends; reconnects back off from 0.5 s doubling to 30 s. */
 #include "store/store.h"
 

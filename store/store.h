@@ -19,6 +19,8 @@
  * or may not have been applied; it is not re-sent);
  * -EPROTO: Redis answered with an error (logged); -ECANCELED: store_close ran first.
  * While the very first connection is being made (up to 5 s) calls wait for it instead.
+ * Calls return 0, -EINVAL (a NULL argument, or the store is closing) or -ENOMEM. Any
+ * callback may be NULL (the result is dropped). Platform and channel are used as given.
  *
  * Single loop, single thread. store_close() frees the store only once its handles (and
  * hiredis' poll handle) are closed, so the loop must run afterwards before uv_loop_close(). */
@@ -46,7 +48,9 @@ typedef struct store_history {
  * CODEBOT_HISTORY_MAX_TURNS, logged naming the variable). Connecting happens in the
  * background; host names are resolved off the loop. */
 int store_open(uv_loop_t *loop, const char *url, size_t history_budget, store **out);
-/* Fails pending calls with -ECANCELED, flushes nothing more, frees after the handles closed. */
+/* Fails pending calls with -ECANCELED (their callbacks run inside store_close or, for commands
+ * in flight when called from a store callback, right after that callback; they must not use
+ * S again), flushes nothing more, frees after the handles closed. */
 void store_close(store *s);
 /* 1 when connected now. */
 int store_connected(const store *s);
@@ -65,7 +69,8 @@ typedef void (*store_sandbox_cb)(void *ud, int status, const char *id, const cha
 /* Turns alternate user, assistant, ..., starting with a user turn. Entries that are not
  * {"role","content"} JSON are dropped with a warning. When the newest pair alone is over
  * the budget it is cut: the middle of its text is replaced by
- * "\n[... N characters left out ...]\n" (the user turn is kept whole when it fits). */
+ * "\n[... N characters left out ...]\n" (the user turn is kept whole when it fits).
+ * Characters are code points of the contents; roles do not count. */
 int store_history_load(store *s, const char *platform, const char *channel, store_history_cb cb,
                        void *ud);
 /* Appends one user turn and one assistant turn, atomically (MULTI/RPUSH/LTRIM/EXEC); the list
