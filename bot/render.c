@@ -408,6 +408,15 @@ static void out_cp(render *r, int stream, const char *p, size_t n)
 /* Feeds DATA (complete UTF-8 sequences only) through the filter, a block at a time. */
 static void out_feed(render *r, int stream, const char *data, size_t len)
 {
+    size_t ascii = 0;
+    while (ascii < len && data[ascii] > 0)
+        ascii++;
+    if (ascii == len) {
+        /* the common case needs no cleaning copy */
+        for (size_t i = 0; i < len; i++)
+            out_cp(r, stream, data + i, 1);
+        return;
+    }
     strbuf clean = {0};
     if (utf8_sanitize(&clean, data, len) != 0)
         return;
