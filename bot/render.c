@@ -25,7 +25,8 @@
 #define STDERR_MARK "\xE2\x9A\xA0\xEF\xB8\x8F " /* "⚠️ " */
 #define MAX_NOTES 16
 #define MAX_SUMMARIES 16
-#define ESC_MAX 256 /* an escape sequence longer than this is not one */
+#define LINE_KEEP 1000 /* code points kept of a one-line field (shown: at most 300) */
+#define ESC_MAX 256    /* an escape sequence longer than this is not one */
 
 typedef struct cost {
     size_t c, b; /* code points, bytes */
@@ -188,6 +189,11 @@ static char *clean_line(const char *s)
     for (size_t i = 0; i < raw.len;) {
         size_t n = seq_bytes((unsigned char)p[i]);
         unsigned cp = decode(p + i, n);
+        if (chars >= LINE_KEEP) {
+            /* more than any layout shows: keep a bounded copy */
+            strbuf_puts(&out, ELLIPSIS);
+            break;
+        }
         if (cp == '\n' || cp == '\r' || cp == '\t')
             put_cp(&out, " ", 1, &ticks, &chars);
         else if (!is_dropped_control(cp))

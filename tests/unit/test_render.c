@@ -80,6 +80,9 @@ TEST(phases_show_their_status)
     t = text(r, 99999);
     CHECK_STR(t, "📝 Code:\n```python\nprint('hi')\n```\n✅ Done. (1.2 s)\n```\nhi\n```");
     free(t);
+    t = text(r, 7777777); /* a finished turn's text does not move with the clock */
+    CHECK_STR(t, "📝 Code:\n```python\nprint('hi')\n```\n✅ Done. (1.2 s)\n```\nhi\n```");
+    free(t);
     render_phase(r, RENDER_WAITING, "Model busy (529), retrying in 2 s", 7000);
     t = text(r, 7000);
     CHECK(strstr(t, "\n⏳ Model busy (529), retrying in 2 s\n"));
