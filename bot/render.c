@@ -910,7 +910,7 @@ static void join(strbuf *out, const strbuf *sec)
 
 static cost sec_cost(const strbuf *s)
 {
-    return s->len ? measure(s->data, s->len + 0) : (cost){0, 0};
+    return s->len ? measure(s->data, s->len) : (cost){0, 0};
 }
 
 /* Sections, top to bottom, joined by newlines: head, code, status, output, tail. The fixed
