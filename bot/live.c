@@ -216,19 +216,21 @@ static void send_state(live *l)
         return;
     }
     adapter *a = l->a;
-    int rc = l->msg_id ? a->ops->edit(a, l->channel, l->msg_id, text, on_sent, l)
-                       : a->ops->post(a, l->channel, l->reply_to, text, on_sent, l);
-    l->dirty = 0;
-    l->interval_until = now + a->policy.min_edit_interval_ms;
-    if (rc != 0) {
-        free(text);
-        failed(l, l->msg_id ? "edit" : "post", rc, 0, "call refused");
-        settle(l);
-        return;
-    }
+    /* set before the call, in case an adapter completes it at once */
     l->inflight = 1;
     l->final_sent = l->finishing;
     l->sending = text;
+    l->dirty = 0;
+    l->interval_until = now + a->policy.min_edit_interval_ms;
+    int edit = l->msg_id != NULL;
+    int rc = edit ? a->ops->edit(a, l->channel, l->msg_id, text, on_sent, l)
+                  : a->ops->post(a, l->channel, l->reply_to, text, on_sent, l);
+    if (rc != 0) {
+        l->inflight = l->final_sent = 0;
+        set_str(&l->sending, NULL);
+        failed(l, edit ? "edit" : "post", rc, 0, "call refused");
+        settle(l);
+    }
 }
 
 static void on_timer(uv_timer_t *t)

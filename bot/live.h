@@ -35,8 +35,9 @@
 
 typedef struct live live;
 
-/* A live message for CHANNEL, answering REPLY_TO (may be NULL). Nothing is sent until the
- * first update. Returns 0 or -ENOMEM. */
+/* A live message for CHANNEL, answering REPLY_TO (may be NULL), sized by A's policy
+ * (max_chars 0 is taken as Discord's 2000). Nothing is sent until the first update. Returns
+ * 0 or -ENOMEM. */
 int live_new(uv_loop_t *loop, adapter *a, const char *channel, const char *reply_to,
              int max_attempts, live **out);
 /* Mirrors of render.h's inputs; each updates the message. */

@@ -25,7 +25,8 @@
 #define STDERR_MARK "\xE2\x9A\xA0\xEF\xB8\x8F " /* "⚠️ " */
 #define MAX_NOTES 16
 #define MAX_SUMMARIES 16
-#define ESC_MAX 256 /* an escape sequence longer than this is not one */
+#define LINE_KEEP 1000 /* code points kept of a one-line field (shown: at most 300) */
+#define ESC_MAX 256    /* an escape sequence longer than this is not one */
 
 typedef struct cost {
     size_t c, b; /* code points, bytes */
@@ -188,6 +189,11 @@ static char *clean_line(const char *s)
     for (size_t i = 0; i < raw.len;) {
         size_t n = seq_bytes((unsigned char)p[i]);
         unsigned cp = decode(p + i, n);
+        if (chars >= LINE_KEEP) {
+            /* more than any layout shows: keep a bounded copy */
+            strbuf_puts(&out, ELLIPSIS);
+            break;
+        }
         if (cp == '\n' || cp == '\r' || cp == '\t')
             put_cp(&out, " ", 1, &ticks, &chars);
         else if (!is_dropped_control(cp))
@@ -408,6 +414,15 @@ static void out_cp(render *r, int stream, const char *p, size_t n)
 /* Feeds DATA (complete UTF-8 sequences only) through the filter, a block at a time. */
 static void out_feed(render *r, int stream, const char *data, size_t len)
 {
+    size_t ascii = 0;
+    while (ascii < len && data[ascii] > 0)
+        ascii++;
+    if (ascii == len) {
+        /* the common case needs no cleaning copy */
+        for (size_t i = 0; i < len; i++)
+            out_cp(r, stream, data + i, 1);
+        return;
+    }
     strbuf clean = {0};
     if (utf8_sanitize(&clean, data, len) != 0)
         return;
@@ -895,7 +910,7 @@ static void join(strbuf *out, const strbuf *sec)
 
 static cost sec_cost(const strbuf *s)
 {
-    return s->len ? measure(s->data, s->len + 0) : (cost){0, 0};
+    return s->len ? measure(s->data, s->len) : (cost){0, 0};
 }
 
 /* Sections, top to bottom, joined by newlines: head, code, status, output, tail. The fixed

@@ -28,6 +28,7 @@ typedef struct fake {
     uint64_t post_delay, edit_delay;
     int fail_at, limit_at, refuse_at, final_limit; /* call indexes; -1 none */
     uint64_t retry_after;
+    int sync; /* complete calls before returning */
     strbuf printed;
     int prints;
 } fake;
@@ -91,7 +92,10 @@ static int record(fake *f, int kind, const char *msg_id, const char *text, adapt
     p->ud = ud;
     uv_timer_init(f->a.loop, &p->t);
     p->t.data = p;
-    uv_timer_start(&p->t, deliver, kind == POST ? f->post_delay : f->edit_delay, 0);
+    if (f->sync)
+        deliver(&p->t);
+    else
+        uv_timer_start(&p->t, deliver, kind == POST ? f->post_delay : f->edit_delay, 0);
     return 0;
 }
 
@@ -440,5 +444,31 @@ TEST(streaming_adapter_prints_the_transcript_in_order)
     /* the code streamed: each print added only the new end */
     CHECK(f->prints > 10);
     strbuf_free(&f->printed);
+    render_free(s.mirror);
+}
+
+TEST(adapter_completing_at_once_is_handled)
+{
+    script s = {0};
+    fake *f = fake_new(NULL, 100);
+    f->sync = 1;
+    run(&s, f, 20, 50, act_lines);
+    check_edits_name_the_post(f);
+    CHECK(f->n >= 5);
+    check_spacing(f, 100);
+    check_final(&s);
+    render_free(s.mirror);
+}
+
+static void act_nothing(script *s, int step) {}
+
+TEST(finish_without_updates_posts_once)
+{
+    script s = {0};
+    fake *f = fake_new(NULL, 100);
+    run(&s, f, 20, 1, act_nothing);
+    CHECK_INT(f->n, 1);
+    CHECK(f->calls[0].kind == POST);
+    check_final(&s);
     render_free(s.mirror);
 }
