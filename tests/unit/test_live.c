@@ -122,6 +122,16 @@ static void fake_print(adapter *a, const char *channel, const char *text)
     f->prints++;
 }
 
+static void fake_free(fake *f)
+{
+    for (int i = 0; i < f->n; i++) {
+        free(f->calls[i].text);
+        free(f->calls[i].msg_id);
+    }
+    strbuf_free(&f->printed);
+    free(f);
+}
+
 static const adapter_ops fake_ops = {
     .name = "fake", .post = fake_post, .edit = fake_edit, .print = fake_print};
 
@@ -268,6 +278,7 @@ TEST(quick_outputs_coalesce_into_paced_edits)
         CHECK(strlen(f->calls[i].text) >= strlen(f->calls[i - 1].text) ||
               strstr(f->calls[i].text, "earlier lines"));
     render_free(s.mirror);
+    fake_free(f);
 }
 
 TEST(final_state_is_sent_before_the_interval_passes)
@@ -279,6 +290,7 @@ TEST(final_state_is_sent_before_the_interval_passes)
     CHECK(f->calls[1].t_call < 1000 + f->calls[0].t_call);
     check_final(&s);
     render_free(s.mirror);
+    fake_free(f);
 }
 
 TEST(rate_limit_delays_the_next_edit)
@@ -294,6 +306,7 @@ TEST(rate_limit_delays_the_next_edit)
     check_spacing(f, 200);
     check_final(&s);
     render_free(s.mirror);
+    fake_free(f);
 }
 
 TEST(rate_limited_final_edit_is_retried)
@@ -308,6 +321,7 @@ TEST(rate_limited_final_edit_is_retried)
     CHECK_STR(f->calls[f->n - 1].text, f->calls[f->n - 2].text);
     CHECK(f->calls[f->n - 1].t_call >= f->calls[f->n - 2].t_done + 300);
     render_free(s.mirror);
+    fake_free(f);
 }
 
 TEST(updates_wait_for_a_late_post)
@@ -330,6 +344,7 @@ TEST(updates_wait_for_a_late_post)
     check_spacing(f, 100);
     check_final(&s);
     render_free(s.mirror);
+    fake_free(f);
 }
 
 TEST(edit_failure_does_not_stop_later_edits)
@@ -346,6 +361,7 @@ TEST(edit_failure_does_not_stop_later_edits)
     CHECK(f->calls[2].t_call >= f->calls[1].t_done + 1000);
     check_final(&s);
     render_free(s.mirror);
+    fake_free(f);
 }
 
 static void act_idle_run(script *s, int step)
@@ -374,6 +390,7 @@ TEST(running_clock_ticks_every_second)
     check_final(&s);
     CHECK(strstr(f->calls[f->n - 1].text, "✅ Done. (3."));
     render_free(s.mirror);
+    fake_free(f);
 }
 
 TEST(failed_post_is_retried)
@@ -388,6 +405,7 @@ TEST(failed_post_is_retried)
         CHECK(f->calls[i].kind == EDIT);
     check_final(&s);
     render_free(s.mirror);
+    fake_free(f);
 }
 
 static void act_console(script *s, int step)
@@ -445,6 +463,7 @@ TEST(streaming_adapter_prints_the_transcript_in_order)
     CHECK(f->prints > 10);
     strbuf_free(&f->printed);
     render_free(s.mirror);
+    fake_free(f);
 }
 
 TEST(adapter_completing_at_once_is_handled)
@@ -458,6 +477,7 @@ TEST(adapter_completing_at_once_is_handled)
     check_spacing(f, 100);
     check_final(&s);
     render_free(s.mirror);
+    fake_free(f);
 }
 
 static void act_nothing(script *s, int step) {}
@@ -471,4 +491,5 @@ TEST(finish_without_updates_posts_once)
     CHECK(f->calls[0].kind == POST);
     check_final(&s);
     render_free(s.mirror);
+    fake_free(f);
 }
