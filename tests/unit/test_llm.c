@@ -775,3 +775,37 @@ TEST(bad_arguments_fail_without_callbacks)
     CHECK_INT(r.n_done, 0);
     CHECK_INT(uv_loop_close(&loop), 0);
 }
+
+TEST(plain_json_answer_when_the_server_ignores_stream)
+{
+    for (int p = 0; p < 2; p++) {
+        fake_start("[{\"text\": \"all at once\", \"json\": true}]", KEY);
+        run r = {0};
+        go(&r, p ? LLM_OPENAI : LLM_ANTHROPIC, KEY);
+        CHECK_INT(r.status, LLM_OK);
+        CHECK_STR(r.text.data, "all at once");
+        CHECK_STR(r.stop_reason, p ? "stop" : "end_turn");
+        strbuf_free(&r.text);
+        fake_stop();
+    }
+}
+
+TEST(wrong_base_url_404_names_the_url)
+{
+    fake_start("[{\"text\": \"unused\"}]", NULL);
+    run r = {0};
+    llm_config cfg = config(LLM_OPENAI, NULL);
+    char base[128];
+    snprintf(base, sizeof base, "%s/wrong", fake.url);
+    cfg.base_url = base;
+    llm_request req = {NULL, three_msgs, 1};
+    drive(&r, &cfg, &req);
+    CHECK_INT(r.status, LLM_ERR_HTTP);
+    CHECK_INT(r.http_status, 404);
+    char want[256];
+    snprintf(want, sizeof want,
+             "nothing found at %s/wrong/chat/completions; check the base URL (404: 404: Not "
+             "Found)",
+             fake.url);
+    CHECK_STR(r.message, want);
+}
