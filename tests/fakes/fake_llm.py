@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """fake_llm — a scripted stand-in for Anthropic's Messages API and OpenAI-compatible chat
 completions, faithful to their wire formats (headers, validation errors, SSE events).
 
@@ -46,7 +46,14 @@ import signal
 import sys
 import time
 
-from aiohttp import web
+try:
+    from aiohttp import web
+except ImportError:
+    # Another python3 (pyenv, a venv) may come first in PATH; Debian's has python3-aiohttp.
+    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and \
+            os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    raise
 
 
 def anthropic_error(status, etype, message):
