@@ -27,8 +27,13 @@ typedef struct got {
     int cancel_on_body; /* http_cancel from the Nth on_body */
     int free_on_body;   /* http_client_free from the Nth on_body */
     int chain;          /* start another request from on_done */
+    int chain_on_body;  /* start another request from the Nth on_body */
     struct got *next;
 } got;
+
+static int start(http_client *c, const char *path, const char *body, got *g, uint64_t idle);
+
+#define TWO "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"two\"}]}"
 
 static void on_headers(void *ud, http_req *r, int status)
 {
@@ -49,9 +54,9 @@ static void on_body(void *ud, http_req *r, const char *data, size_t len)
         http_cancel(r);
     if (g->free_on_body == g->n_body)
         http_client_free(g->client);
+    if (g->chain_on_body == g->n_body)
+        CHECK_INT(start(g->client, "/v1/chat/completions", TWO, g->next, 0), 0);
 }
-
-static int start(http_client *c, const char *path, const char *body, got *g, uint64_t idle);
 
 static void on_done(void *ud, http_req *r, const http_result *res)
 {
@@ -60,12 +65,7 @@ static void on_done(void *ud, http_req *r, const http_result *res)
     g->res = *res;
     snprintf(g->error, sizeof g->error, "%s", res->error);
     if (g->chain && g->next)
-        CHECK_INT(start(g->client, "/v1/chat/completions",
-                        "{\"model\": \"m\", \"messages\": "
-                        "[{\"role\": \"user\", \"content\": "
-                        "\"two\"}]}",
-                        g->next, 0),
-                  0);
+        CHECK_INT(start(g->client, "/v1/chat/completions", TWO, g->next, 0), 0);
 }
 
 static int start(http_client *c, const char *path, const char *body, got *g, uint64_t idle)
@@ -297,5 +297,26 @@ TEST(disallowed_protocol_and_missing_url)
     http_request q = {.url = NULL};
     http_callbacks cb = {NULL, NULL, on_done};
     CHECK_INT(http_start(c, &q, &cb, &g, NULL), -EINVAL);
+    loop_done(&loop, c);
+}
+
+TEST(start_from_inside_on_body)
+{
+    fake_start("[{\"text\": \"abcdefghij\", \"chunk\": 2}, {\"text\": \"{{last_user}}\"}]", KEY);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    http_client *c;
+    CHECK_INT(http_client_new(&loop, &c), 0);
+    got second = {0};
+    got first = {.chain_on_body = 1, .next = &second};
+    CHECK_INT(start(c, "/chat/completions", CHAT_STREAM, &first, 5000), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(first.n_done, 1);
+    CHECK_INT(first.res.curl_code, 0);
+    CHECK_INT(second.n_done, 1);
+    CHECK_INT(second.res.http_status, 200);
+    CHECK(strstr(second.body.data, "\"two\"") != NULL);
+    strbuf_free(&first.body);
+    strbuf_free(&second.body);
     loop_done(&loop, c);
 }
