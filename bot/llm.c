@@ -95,6 +95,12 @@ static const char *jstr(const cJSON *o, const char *key)
     return is_str(j) ? j->valuestring : NULL;
 }
 
+/* The whole of S[0..N) as JSON, nothing after it; S must be NUL-terminated at N. */
+static cJSON *parse_json(const char *s, size_t n)
+{
+    return cJSON_ParseWithLengthOpts(s, n + 1, NULL, 1);
+}
+
 /* One line for a person: no control characters, valid UTF-8, bounded, no secret. */
 static void set_message(llm_call *call, const char *fmt, ...)
 {
@@ -217,7 +223,12 @@ static void set_stop_reason(llm_call *call, const char *s)
 
 static void anthropic_event(llm_call *call, const char *name, const cJSON *d)
 {
-    if (strcmp(name, "content_block_delta") == 0) {
+    if (strcmp(name, "content_block_start") == 0) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(d, "content_block");
+        const char *type = jstr(b, "type"), *text = jstr(b, "text");
+        if (type && strcmp(type, "text") == 0 && text)
+            emit_text(call, text, strlen(text));
+    } else if (strcmp(name, "content_block_delta") == 0) {
         const cJSON *delta = cJSON_GetObjectItemCaseSensitive(d, "delta");
         const char *type = jstr(delta, "type");
         const char *text = jstr(delta, "text");
@@ -240,12 +251,12 @@ static int anthropic_sse(llm_call *call, const sse_event *ev)
     const char *name = ev->event;
     if (strcmp(name, "ping") == 0)
         return 0;
-    int known = strcmp(name, "message") == 0 || strcmp(name, "content_block_delta") == 0 ||
-                strcmp(name, "message_delta") == 0 || strcmp(name, "message_stop") == 0 ||
-                strcmp(name, "error") == 0;
+    int known = strcmp(name, "message") == 0 || strcmp(name, "content_block_start") == 0 ||
+                strcmp(name, "content_block_delta") == 0 || strcmp(name, "message_delta") == 0 ||
+                strcmp(name, "message_stop") == 0 || strcmp(name, "error") == 0;
     if (!known)
         return 0; /* new event types may appear: ignore them */
-    cJSON *d = cJSON_ParseWithLength(ev->data, ev->data_len);
+    cJSON *d = parse_json(ev->data, ev->data_len);
     if (!d) {
         fail(call, LLM_ERR_STREAM, "the model's stream carried an unreadable %s event", name);
         return 1;
@@ -272,7 +283,7 @@ static int openai_sse(llm_call *call, const sse_event *ev)
         finish(call, LLM_OK);
         return 1;
     }
-    cJSON *d = cJSON_ParseWithLength(ev->data, ev->data_len);
+    cJSON *d = parse_json(ev->data, ev->data_len);
     if (!d) {
         fail(call, LLM_ERR_STREAM, "the model's stream carried unreadable data");
         return 1;
@@ -304,7 +315,7 @@ static int on_sse(void *ud, const sse_event *ev)
 /* A 200 with a plain JSON body: a server that ignored "stream": true. */
 static void plain_json_answer(llm_call *call)
 {
-    cJSON *d = cJSON_ParseWithLength(call->raw.data ? call->raw.data : "", call->raw.len);
+    cJSON *d = parse_json(strbuf_str(&call->raw), call->raw.len);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(d, "error");
     if (!d) {
         fail(call, LLM_ERR_STREAM, "the model's API answered with something that is not JSON");
@@ -401,9 +412,9 @@ static void retry_or_fail(llm_call *call, const char *why)
 
 /* The error's type and message from any of the shapes servers use: Anthropic's and OpenAI's
  * {"error":{...}}, {"error":"text"} (Ollama), {"message":...,"type":...} (vLLM). */
-static void error_detail(llm_call *call, strbuf *out)
+static int error_detail(llm_call *call, strbuf *out)
 {
-    cJSON *d = cJSON_ParseWithLength(call->raw.data ? call->raw.data : "", call->raw.len);
+    cJSON *d = parse_json(strbuf_str(&call->raw), call->raw.len);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(d, "error");
     const char *type = NULL, *m = NULL;
     if (is_str(e)) {
@@ -422,7 +433,11 @@ static void error_detail(llm_call *call, strbuf *out)
         strbuf_printf(out, " %s", type);
     if (m)
         strbuf_printf(out, ": %s", m);
+    else if (!d && call->raw.len && call->raw.len < 200 &&
+             !memchr(call->raw.data, '<', call->raw.len))
+        strbuf_printf(out, ": %s", call->raw.data); /* a short plain-text answer, not a page */
     cJSON_Delete(d);
+    return m != NULL;
 }
 
 static int retryable_status(int s)
@@ -434,7 +449,7 @@ static void http_error(llm_call *call)
 {
     int s = call->status;
     strbuf det = {0};
-    error_detail(call, &det);
+    int explained = error_detail(call, &det);
     int retry = call->should_retry >= 0 ? call->should_retry : retryable_status(s);
     const char *d = strbuf_str(&det);
     if (retry) {
@@ -453,7 +468,7 @@ static void http_error(llm_call *call)
              d);
     } else if (s == 403) {
         fail(call, LLM_ERR_HTTP, "the API key may not do this (%s)", d);
-    } else if (s == 404 && strchr(d, ':')) {
+    } else if (s == 404 && explained) {
         fail(call, LLM_ERR_HTTP, "model '%s' not found (%s)", call->c->model, d);
     } else if (s == 404) {
         fail(call, LLM_ERR_HTTP, "nothing found at %s; check the base URL (%s)", call->c->url, d);

@@ -18,11 +18,12 @@ enum llm_provider { LLM_NONE, LLM_ANTHROPIC, LLM_OPENAI };
 
 typedef struct llm_config {
     enum llm_provider provider;
-    const char *base_url; /* Anthropic: https://api.anthropic.com; OpenAI: https://api.openai.com/v1 */
-    const char *api_key;  /* may be NULL/"" for local OpenAI-compatible servers */
+    const char
+        *base_url; /* Anthropic: https://api.anthropic.com; OpenAI: https://api.openai.com/v1 */
+    const char *api_key; /* may be NULL/"" for local OpenAI-compatible servers */
     const char *model;
-    int max_tokens;            /* default 4096 */
-    int max_retries;           /* default 4 */
+    int max_tokens;              /* default 4096 */
+    int max_retries;             /* default 4 (when 0); negative: no retries */
     uint64_t connect_timeout_ms; /* default 10000 */
     uint64_t idle_timeout_ms;    /* no byte for this long: the stream is dead; default 60000 */
 } llm_config;
@@ -41,7 +42,7 @@ typedef struct llm_request {
 enum llm_status {
     LLM_OK = 0,
     LLM_ERR_HTTP,      /* a non-retryable HTTP error (bad key, unknown model, ...) */
-    LLM_ERR_RETRIES,   /* still 429/529/5xx after every retry */
+    LLM_ERR_RETRIES,   /* still 429/529/5xx (or unreachable: http_status 0) after every retry */
     LLM_ERR_STREAM,    /* the stream broke or timed out, or the server sent an error event */
     LLM_ERR_CANCELLED, /* llm_cancel */
     LLM_ERR_LOCAL,     /* out of memory, curl failure before sending */
@@ -49,8 +50,8 @@ enum llm_status {
 
 typedef struct llm_result {
     enum llm_status status;
-    int http_status;       /* last HTTP status seen, 0 if none */
-    const char *message;   /* one line for a person when status != LLM_OK */
+    int http_status;         /* last HTTP status seen, 0 if none */
+    const char *message;     /* one line for a person when status != LLM_OK */
     const char *stop_reason; /* end_turn / stop / max_tokens / length ..., or NULL */
 } llm_result;
 
@@ -66,12 +67,14 @@ typedef struct llm_call llm_call;
 
 /* Copies CFG. Returns 0 or -errno. */
 int llm_client_new(uv_loop_t *loop, const llm_config *cfg, llm_client **out);
-/* Cancels every call (each gets on_done with LLM_ERR_CANCELLED) and frees the client after
- * its handles closed. */
+/* Cancels every call (each gets on_done with LLM_ERR_CANCELLED, before this returns) and
+ * frees the client after its handles closed (keep running the loop). Safe inside callbacks. */
 void llm_client_free(llm_client *c);
 /* REQ is copied; OUT (optional) gets a handle for llm_cancel, valid until on_done. */
 int llm_generate(llm_client *c, const llm_request *req, const llm_callbacks *cb, void *ud,
                  llm_call **out);
+/* Ends CALL: its on_done (LLM_ERR_CANCELLED) runs before llm_cancel returns. Safe inside any
+ * callback of the client (also the call's own on_text / on_wait); not after its on_done. */
 void llm_cancel(llm_call *call);
 
 #endif

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """fake_llm — a scripted stand-in for Anthropic's Messages API and OpenAI-compatible chat
 completions, faithful to their wire formats (headers, validation errors, SSE events).
 
@@ -26,6 +26,8 @@ repeats once the list is exhausted). Entry fields, all optional:
   stall_ms    go silent for N ms after the first delta (before the second)
   ping        send `ping` events (Anthropic) or `: keep-alive` comments (OpenAI) between
               deltas
+  json        answer with one JSON body even when streaming was asked for (as a server
+              that ignores "stream" would)
   stop_reason Anthropic stop_reason (default end_turn); OpenAI finish_reason is "stop",
               or "length" when stop_reason is max_tokens
 
@@ -44,7 +46,14 @@ import signal
 import sys
 import time
 
-from aiohttp import web
+try:
+    from aiohttp import web
+except ImportError:
+    # Another python3 (pyenv, a venv) may come first in PATH; Debian's has python3-aiohttp.
+    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and \
+            os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    raise
 
 
 def anthropic_error(status, etype, message):
@@ -175,7 +184,7 @@ class Fake:
         if status != 200:
             return self.error_answer("anthropic", entry, body)
         text = answer_text(entry, body)
-        if not body.get("stream"):
+        if not body.get("stream") or entry.get("json"):
             return web.json_response(anthropic_message(body, text, entry),
                                      headers=entry.get("headers", {}))
         return await self.stream(request, entry, text, AnthropicWire(body, entry))
@@ -195,7 +204,7 @@ class Fake:
         if status != 200:
             return self.error_answer("openai", entry, body)
         text = answer_text(entry, body)
-        if not body.get("stream"):
+        if not body.get("stream") or entry.get("json"):
             return web.json_response(openai_completion(body, text, entry),
                                      headers=entry.get("headers", {}))
         return await self.stream(request, entry, text, OpenAIWire(body, entry))
