@@ -38,11 +38,11 @@ typedef struct adapter_msg {
 } adapter_msg;
 
 typedef struct adapter_result {
-    int status;            /* 0, or -errno for a local/transport failure */
-    int remote_status;     /* HTTP status or platform error code; 0 if none */
-    const char *error;     /* one line for a log, NULL on success */
+    int status;              /* 0, or -errno for a local/transport failure */
+    int remote_status;       /* HTTP status or platform error code; 0 if none */
+    const char *error;       /* one line for a log, NULL on success */
     uint64_t retry_after_ms; /* > 0 when rate-limited: wait this long before the next call */
-    const char *msg_id;    /* post: the id of the new message */
+    const char *msg_id;      /* post: the id of the new message */
 } adapter_result;
 
 typedef void (*adapter_cb)(void *ud, const adapter_result *res);
@@ -69,11 +69,11 @@ typedef struct adapter_ops {
 } adapter_ops;
 
 typedef struct adapter_policy {
-    size_t max_chars;          /* message size cap in code points (Discord 2000) */
-    size_t max_bytes;          /* and in bytes (Matrix 65536 per event); 0: none */
+    size_t max_chars;              /* message size cap in code points (Discord 2000) */
+    size_t max_bytes;              /* and in bytes (Matrix 65536 per event); 0: none */
     uint64_t min_edit_interval_ms; /* at most one edit per interval; 0 with streams */
-    size_t max_upload_bytes;   /* largest file the platform takes */
-    int streams;               /* 1: no editing; print each event as it comes */
+    size_t max_upload_bytes;       /* largest file the platform takes */
+    int streams;                   /* 1: no editing; print each event as it comes */
 } adapter_policy;
 
 struct adapter {

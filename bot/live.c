@@ -358,7 +358,8 @@ static void stream_phase(live *l, enum render_phase phase, const char *detail)
         strbuf_puts(&s, "\n\xE2\x9C\x85 Done.\n");
         break;
     case RENDER_FAILED:
-        strbuf_printf(&s, "\n\xF0\x9F\x9B\x91 Failed after %d attempts.\n", l->attempt);
+        strbuf_printf(&s, "\n\xF0\x9F\x9B\x91 Failed after %d attempt%s.\n", l->attempt,
+                      l->attempt == 1 ? "" : "s");
         break;
     case RENDER_STOPPED:
         strbuf_printf(&s, "\n\xE2\x8F\xB9 Stopped%s%s\n", detail ? ": " : ".",

@@ -36,7 +36,7 @@ typedef struct sbx_run_cbs {
 
 typedef struct sbx_run_opts {
     const char *session;
-    const char *lang;       /* NULL: python */
+    const char *lang; /* NULL: python */
     const char *code;
     uint64_t timeout_ms;    /* 0: the service's default */
     const char *sandbox_id; /* NULL or the id stored for the session */

@@ -24,12 +24,12 @@ static struct {
 } check_tests[256];
 static int check_n;
 
-#define TEST(tname)                                                                                 \
-    static void test_##tname(void);                                                                 \
-    __attribute__((constructor)) static void reg_##tname(void)                                      \
+#define TEST(tname)                                                                                \
+    static void test_##tname(void);                                                                \
+    __attribute__((constructor)) static void reg_##tname(void)                                     \
     {                                                                                              \
-        check_tests[check_n].name = #tname;                                                         \
-        check_tests[check_n++].fn = test_##tname;                                                   \
+        check_tests[check_n].name = #tname;                                                        \
+        check_tests[check_n++].fn = test_##tname;                                                  \
     }                                                                                              \
     static void test_##tname(void)
 
