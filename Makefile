@@ -42,7 +42,7 @@ $(BUILD)/libcodebot.a: $(LIB_OBJS)
 $(BUILD)/codebot: $(BUILD)/bot/main.o $(BUILD)/libcodebot.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libcodebot.a tests/unit/check.h
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libcodebot.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libcodebot.a $(LDLIBS)
 

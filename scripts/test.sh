@@ -48,9 +48,12 @@ run_one() {
 for t in "$build"/tests/unit/test_*; do
     [ -x "$t" ] && run_one "unit/$(basename "$t")" "$t"
 done
+# Debian's python3: the fakes need its python3-aiohttp, whatever python3 PATH finds first.
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
 for t in tests/integration/test_*; do
     case "$t" in
-    *.py) run_one "integration/$(basename "$t")" python3 "$t" ;;
+    *.py) run_one "integration/$(basename "$t")" "$py" "$t" ;;
     *.sh) run_one "integration/$(basename "$t")" bash "$t" ;;
     esac
 done
