@@ -32,7 +32,7 @@
  *   memory.
  *
  * Service <-> zygote protocol (all inside jail.c; written down for review and debugging):
- *   The zygote is /usr/bin/python3 -I /kernel.py --zygote, pid 0 in a user namespace whose
+ *   The zygote is /usr/bin/python3 -I /kernel.py --zygote, uid 0 in a user namespace whose
  *   0..65535 map to host CODEBOT_SANDBOX_UID_BASE.. (default 100000). Its fd 3 is a
  *   SOCK_SEQPACKET socket (one JSON object per message), fd 4 a memfd holding the seccomp
  *   BPF program (struct sock_filter[], from seccomp.c), read once and closed.
@@ -44,13 +44,14 @@
  *                      or {"seq":N,"ok":false,"error":E}
  *   (as_bytes: RLIMIT_AS, set only when there is no memory cgroup; 0 = none. seq: echoed, so
  *   that a late answer to a request that timed out is recognised and dropped.)
- *   The zygote forks A; A unshares pid/mount/net/ipc/uts namespaces and forks B (the session
- *   init, pid 1 inside, host pid P); A exits, the zygote (a child subreaper) adopts B. B
- *   blocks reading one byte from the gate pipe before it does anything else. The service
- *   puts P in the session's cgroups, then writes "g" to the gate and closes it: no code of
- *   the session runs outside its cgroups. EOF on the gate (service gone or spawn failed)
- *   makes B exit. B then mounts its /proc, /tmp, /dev/shm and the working dir, brings lo up,
- *   forks the kernel C (pid 2) and stays as init: reaps, forwards SIGINT to C, exits with C.
+ *   The zygote clones B straight into new pid, mount, net, ipc and uts namespaces (B is pid 1
+ *   inside, host pid P, the zygote's child). B blocks reading one byte from the gate pipe
+ *   before it does anything else. The service puts P in the session's cgroups, then writes
+ *   "g" to the gate and closes it: no code of the session runs outside its cgroups. EOF on
+ *   the gate (service gone or spawn failed) makes B exit. B then mounts its /proc, /tmp,
+ *   /var/tmp, /dev/shm and the working dir, brings lo up, forks the kernel C (pid 2) and
+ *   stays as init: reaps, forwards SIGINT to C's process group, and exits (which kills
+ *   everything in the namespace) when C exits or when the service's end of ctl hangs up.
  *   C drops to uid/gid U (host base+U), sets rlimits, no_new_privs and the seccomp filter,
  *   then sends "ready". The session uid U is 10000 + a slot that jail.c allocates per live
  *   session, so two sessions never share a uid.
@@ -87,7 +88,9 @@ void jail_zygote_stop(jail_zygote *z);
 /* Forks a session kernel for sandbox ID; FDS as above (the caller keeps and later closes its
  * own copies). *PID gets the host pid of the session's init. */
 int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3], pid_t *pid);
-/* Kills every process of the session and removes its cgroups; idempotent. */
+/* Kills every process of the session and removes its cgroups; idempotent. Call it for every
+ * session jail_spawn started, also one that died by itself: it frees the session's uid slot.
+ * Closing the service's end of ctl also ends a session (its init notices the hang-up). */
 int jail_destroy(const char *id, pid_t pid);
 /* Memory now and CPU time so far of a session (from its cgroups); -ENOENT when gone. */
 int jail_stats(const char *id, uint64_t *mem_bytes, uint64_t *cpu_ms);
