@@ -1228,8 +1228,11 @@ static void handle_request(conn *c, const char *line, size_t len)
         req_file(c, req, op);
     else if (strcmp(op, "shutdown") == 0) {
         log_info(MOD, "shutdown requested");
-        conn_ok(c);
+        /* answered once the socket is gone and every sandbox destroyed, so that the next
+         * client never reaches this service */
+        c->finishing = 1;
         service_stop();
+        conn_ok(c);
     } else
         conn_fail(c, "unknown op");
     cJSON_Delete(req);
@@ -1348,16 +1351,17 @@ static void service_stop(void)
     if (svc.stopping)
         return;
     svc.stopping = 1;
+    /* New clients start a new service at once; it waits for our lock. */
+    if (svc.listening) {
+        unlink(svc.path);
+        uv_close((uv_handle_t *)&svc.server, on_close_noop);
+        svc.listening = 0;
+    }
     while (svc.list)
         sandbox_destroy(svc.list, "shut down");
     if (svc.z_up) {
         svc.z_up = 0;
         jail_zygote_stop(&svc.z);
-    }
-    if (svc.listening) {
-        unlink(svc.path);
-        uv_close((uv_handle_t *)&svc.server, on_close_noop);
-        svc.listening = 0;
     }
     uv_close((uv_handle_t *)&svc.sigchld, on_close_noop);
     uv_close((uv_handle_t *)&svc.sigterm, on_close_noop);
