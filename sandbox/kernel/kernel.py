@@ -414,7 +414,7 @@ class Kernel:
         sys.modules["__main__"] = self.ns
         sys.path.insert(0, "")
         sys.argv = [""]
-        sys.stdin = open(os.devnull)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
         sys.stdout = self.stream(1)
         sys.stderr = self.stream(2)
         import builtins

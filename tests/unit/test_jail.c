@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -343,6 +344,8 @@ TEST(isolation_seen_from_inside)
                   "'PYTHONUNBUFFERED', 'TERM', 'USER']\n");
     expect_output(&s, "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))",
                   "['1', '2']\n");
+    /* Nothing of the zygote or the service leaked: stdin, stdout, stderr, ctl and listdir's. */
+    expect_output(&s, "print(sorted(os.listdir('/proc/self/fd')))", "['0', '1', '2', '3', '4']\n");
     expect_output(&s,
                   "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                   "r = libc.unshare(0x10000000)\nprint(r, ctypes.get_errno())\n"
@@ -490,4 +493,100 @@ TEST(limits_from_env)
     setenv("CODEBOT_SANDBOX_MEMORY_MB", "100", 1);
     CHECK_INT(jail_limits_from_env(&l), 0);
     CHECK(l.mem_bytes == 100ULL << 20);
+}
+
+/* Sends a run and interrupts it once its first output line (a marker) arrived. */
+static const cJSON *run_interrupted(session *s, const char *lang, const char *code)
+{
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "op", "run");
+    cJSON_AddStringToObject(req, "lang", lang);
+    cJSON_AddStringToObject(req, "code", code);
+    send_line(s, req);
+    strbuf_reset(&s->stdout_);
+    for (int i = 0; i < 100 && !strstr(strbuf_str(&s->stdout_), "started"); i++) {
+        struct pollfd p = {s->out, POLLIN, 0};
+        poll(&p, 1, 100);
+        drain(s->out, &s->stdout_);
+    }
+    CHECK(strstr(strbuf_str(&s->stdout_), "started"));
+    usleep(100000);
+    CHECK(kill(s->pid, SIGINT) == 0);
+    cJSON_Delete(s->events);
+    s->events = cJSON_CreateArray();
+    for (;;) {
+        cJSON *ev = next_line(s, 10000);
+        if (!ev)
+            return NULL;
+        cJSON_AddItemToArray(s->events, ev);
+        if (strcmp(str_of(ev, "ev"), "end") == 0)
+            return ev;
+    }
+}
+
+TEST(interrupt_bash_and_javascript_keeps_state)
+{
+    session s;
+    start(&s, "intr2");
+    CHECK(ok_of(run_lang(&s, "bash", "Y=kept")));
+    const cJSON *end = run_interrupted(&s, "bash", "echo started; sleep 30; echo not-here");
+    CHECK(end && !ok_of(end));
+    CHECK_STR(str_of(event(&s, "error", NULL), "name"), "KeyboardInterrupt");
+    CHECK(ok_of(run_lang(&s, "bash", "echo $Y")));
+    CHECK_STR(strbuf_str(&s.stdout_), "kept\n");
+    if (access("/usr/bin/node", X_OK) == 0) {
+        CHECK(ok_of(run_lang(&s, "javascript", "var k = 'js-kept'")));
+        end = run_interrupted(&s, "javascript", "console.log('started'); while (true) {}");
+        CHECK(end && !ok_of(end));
+        CHECK(event(&s, "error", NULL) != NULL);
+        CHECK(ok_of(run_lang(&s, "javascript", "console.log(k)")));
+        CHECK_STR(strbuf_str(&s.stdout_), "js-kept\n");
+    }
+    finish(&s);
+}
+
+TEST(hangup_ends_the_session)
+{
+    session s;
+    start(&s, "hangup");
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "op", "run");
+    cJSON_AddStringToObject(req, "code", "while True: pass");
+    send_line(&s, req);
+    usleep(200000);
+    int pidfd = pidfd_open(s.pid, 0);
+    CHECK(pidfd >= 0);
+    close(s.ctl);
+    struct pollfd p = {pidfd, POLLIN, 0};
+    CHECK_INT(poll(&p, 1, 5000), 1); /* the init exited */
+    close(pidfd);
+    finish(&s);
+}
+
+TEST(process_and_disk_limits)
+{
+    session s;
+    memset(&s, 0, sizeof s);
+    CHECK_INT(jail_zygote_start(&s.z), 0);
+    jail_limits l;
+    CHECK_INT(jail_limits_from_env(&l), 0);
+    l.max_pids = 16;
+    l.disk_bytes = 1 << 20;
+    spawn_limits(&s, "limits", &l);
+    expect_output(&s,
+                  "import subprocess\nprocs, err = [], None\n"
+                  "try:\n"
+                  "    for i in range(40):\n"
+                  "        procs.append(subprocess.Popen(['sleep', '100']))\n"
+                  "except OSError as e:\n"
+                  "    err = e.errno\n"
+                  "print(len(procs) < 16, err)\n"
+                  "for p in procs: p.kill(); p.wait()",
+                  "True 11\n");
+    expect_output(&s,
+                  "try:\n    open('big', 'wb').write(b'x' * (2 << 20))\n"
+                  "except OSError as e:\n    print(e.errno)",
+                  "28\n");
+    expect_output(&s, "print('still alive')", "still alive\n");
+    finish(&s);
 }
