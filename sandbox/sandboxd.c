@@ -37,6 +37,12 @@
 #define READY_TIMEOUT_MS 30000
 #define FILE_OP_TIMEOUT_MS 60000
 #define SESSION_MAX 200
+/* During the grace period SIGINT is repeated this often: a signal that reaches the kernel
+ * between two cells (before the code started, or while it reports) is ignored there. */
+#define RESIGNAL_MS 200
+/* Output is sent at most this long after it was read, in as few events as possible. */
+#define FLUSH_MS 20
+#define FLUSH_BYTES 65536
 
 typedef struct conn conn;
 typedef struct job job;
@@ -69,8 +75,11 @@ struct job {
     int id_mismatch; /* the client stored another sandbox id: its state is gone */
     uint64_t t0;
     const char *forced; /* "timeout", "interrupted" once SIGINT was sent */
+    uint64_t grace_end; /* when the session is destroyed if the run has not ended */
     char *error_summary;
     outcap oc;
+    strbuf pend; /* output text not yet sent, all of stream pend_stream */
+    int pend_stream;
 };
 
 struct kern {
@@ -97,6 +106,8 @@ struct sandbox {
     job *cur, *qhead, *qtail;
     uv_timer_t timer;
     enum timer_phase phase;
+    uv_timer_t flush;
+    int open_timers;
 };
 
 static struct {
@@ -343,24 +354,49 @@ static int json_escape(strbuf *b, const char *s, size_t n)
     return strbuf_append(b, s + run, n - run);
 }
 
-static void emit_output(void *ud, int stream, const char *text, size_t len)
+/* Sends the output held back for coalescing as one event. */
+static void job_flush(job *j)
 {
-    job *j = ud;
-    if (!j->c)
+    uv_timer_stop(&j->sb->flush);
+    if (!j->pend.len)
         return;
     strbuf b = {0};
-    int rc = strbuf_puts(&b, stream == 1 ? "{\"ev\":\"stdout\",\"text\":\""
-                                         : "{\"ev\":\"stderr\",\"text\":\"");
+    int rc = strbuf_puts(&b, j->pend_stream == 1 ? "{\"ev\":\"stdout\",\"text\":\""
+                                                 : "{\"ev\":\"stderr\",\"text\":\"");
     if (rc == 0)
-        rc = json_escape(&b, text, len);
+        rc = json_escape(&b, j->pend.data, j->pend.len);
     if (rc == 0)
         rc = strbuf_puts(&b, "\"}\n");
+    strbuf_reset(&j->pend);
     if (rc) {
         strbuf_free(&b);
         return;
     }
     size_t n = b.len;
     conn_send_owned(j->c, strbuf_steal(&b), n);
+}
+
+static void on_flush_timer(uv_timer_t *t)
+{
+    sandbox *sb = t->data;
+    if (sb->cur && sb->cur->kind == JOB_RUN)
+        job_flush(sb->cur);
+}
+
+static void emit_output(void *ud, int stream, const char *text, size_t len)
+{
+    job *j = ud;
+    if (!j->c)
+        return;
+    if (j->pend.len && j->pend_stream != stream)
+        job_flush(j);
+    j->pend_stream = stream;
+    if (strbuf_append(&j->pend, text, len) < 0)
+        return;
+    if (j->pend.len >= FLUSH_BYTES)
+        job_flush(j);
+    else if (!uv_is_active((uv_handle_t *)&j->sb->flush))
+        uv_timer_start(&j->sb->flush, on_flush_timer, FLUSH_MS, 0);
 }
 
 /* ---- jobs ---- */
@@ -371,6 +407,7 @@ static void job_free(job *j)
         j->c->job = NULL;
     if (j->kind == JOB_RUN)
         outcap_free(&j->oc);
+    strbuf_free(&j->pend);
     free(j->line);
     free(j->error_summary);
     free(j);
@@ -397,8 +434,10 @@ static void timer_set(sandbox *sb, enum timer_phase phase, uint64_t ms);
 static void run_end(job *j, int ok, const char *status, const char *message, int state_lost)
 {
     sandbox *sb = j->sb;
-    if (j->started)
+    if (j->started) {
         outcap_finish(&j->oc);
+        job_flush(j);
+    }
     if (j->c) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "ev", "end");
@@ -471,10 +510,10 @@ static void run_interrupt(job *j, const char *why)
     if (j->forced)
         return;
     j->forced = why;
+    j->grace_end = now_ms() + svc.grace_ms;
     if (sb->k && sb->k->pid > 0)
         kill(sb->k->pid, SIGINT);
-    if (sb->phase != T_GRACE)
-        timer_set(sb, T_GRACE, svc.grace_ms);
+    timer_set(sb, T_GRACE, svc.grace_ms < RESIGNAL_MS ? svc.grace_ms : RESIGNAL_MS);
 }
 
 static void job_client_gone(job *j)
@@ -673,6 +712,7 @@ static void kern_line(sandbox *sb, char *line, size_t len)
         k->exit_code = cJSON_IsNumber(c) ? c->valueint : 0;
     } else if (j && j->kind == JOB_RUN && j->started) {
         drain_pipes(sb);
+        job_flush(j);
         if (strcmp(ev, "end") == 0)
             kern_end_run(sb, j, o);
         else if (strcmp(ev, "result") == 0 || strcmp(ev, "file") == 0 || strcmp(ev, "error") == 0)
@@ -884,6 +924,8 @@ static void pump(sandbox *sb)
 static void on_sb_timer_closed(uv_handle_t *h)
 {
     sandbox *sb = h->data;
+    if (--sb->open_timers)
+        return;
     free(sb->session);
     free(sb);
 }
@@ -907,6 +949,7 @@ static void sandbox_destroy(sandbox *sb, const char *why)
     fail_queue(sb, msg);
     log_info(MOD, "%s (session %s): destroyed (%s)", sb->id, sb->session, why);
     uv_close((uv_handle_t *)&sb->timer, on_sb_timer_closed);
+    uv_close((uv_handle_t *)&sb->flush, on_sb_timer_closed);
 }
 
 static sandbox *find_session(const char *session)
@@ -942,7 +985,10 @@ static sandbox *sandbox_new(const char *session)
     snprintf(sb->id, sizeof(sb->id), "sb-%016llx", r);
     sb->created_ms = sb->used_ms = now_ms();
     uv_timer_init(svc.loop, &sb->timer);
+    uv_timer_init(svc.loop, &sb->flush);
     sb->timer.data = sb;
+    sb->flush.data = sb;
+    sb->open_timers = 2;
     sb->next = svc.list;
     svc.list = sb;
     return sb;
@@ -972,6 +1018,12 @@ static void on_sb_timer(uv_timer_t *t)
     } else if (phase == T_RUN && j) {
         kern_detach(sb);
         file_end(j, NULL, "the sandbox did not answer; it was restarted");
+    } else if (phase == T_GRACE && j && j->kind == JOB_RUN && now_ms() < j->grace_end) {
+        uint64_t left = j->grace_end - now_ms();
+        if (sb->k && sb->k->pid > 0)
+            kill(sb->k->pid, SIGINT);
+        timer_set(sb, T_GRACE, left < RESIGNAL_MS ? left : RESIGNAL_MS);
+        return;
     } else if (phase == T_GRACE && j && j->kind == JOB_RUN) {
         kern_detach(sb);
         run_end(j, 0, "killed",
