@@ -100,22 +100,25 @@ static int env_u64(const char *name, uint64_t def, uint64_t mult, uint64_t *out)
 
 int jail_limits_from_env(jail_limits *l)
 {
-    uint64_t pids, cpu, files;
+    uint64_t pids, cpu, files, pct;
     const uint64_t mib = 1024 * 1024;
     if (env_u64("CODEBOT_SANDBOX_MEMORY_MB", 512, mib, &l->mem_bytes) < 0 ||
         env_u64("CODEBOT_SANDBOX_PIDS", 64, 1, &pids) < 0 ||
         env_u64("CODEBOT_SANDBOX_CPU_SECONDS", 600, 1, &cpu) < 0 ||
         env_u64("CODEBOT_SANDBOX_FILE_MB", 64, mib, &l->file_bytes) < 0 ||
         env_u64("CODEBOT_SANDBOX_FILES", 256, 1, &files) < 0 ||
-        env_u64("CODEBOT_SANDBOX_DISK_MB", 256, mib, &l->disk_bytes) < 0)
+        env_u64("CODEBOT_SANDBOX_DISK_MB", 256, mib, &l->disk_bytes) < 0 ||
+        env_u64("CODEBOT_SANDBOX_CPU_PERCENT", 100, 1, &pct) < 0)
         return -EINVAL;
-    if (pids > 1000000 || cpu > UINT32_MAX || files > 1048576) {
-        fprintf(stderr, "CODEBOT_SANDBOX_PIDS, _CPU_SECONDS or _FILES: value too large\n");
+    if (pids > 1000000 || cpu > UINT32_MAX || files > 1048576 || pct > 100000) {
+        fprintf(stderr, "CODEBOT_SANDBOX_PIDS, _CPU_SECONDS, _FILES or _CPU_PERCENT: value too "
+                        "large\n");
         return -EINVAL;
     }
     l->max_pids = (unsigned)pids;
     l->cpu_seconds = (unsigned)cpu;
     l->max_files = (unsigned)files;
+    l->cpu_percent = (unsigned)pct;
     return 0;
 }
 
@@ -765,7 +768,7 @@ int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int f
     }
     int use_cg = cgroup_init() != CGROUP_NONE, err = 0;
     if (use_cg)
-        err = cgroup_create(id, l->mem_bytes, l->max_pids);
+        err = cgroup_create(id, l->mem_bytes, l->max_pids, l->cpu_percent);
     if (err == 0)
         err = spawn_in(z, sl, l, fds, use_cg);
     if (err < 0) {

@@ -69,6 +69,7 @@ typedef struct jail_limits {
     uint64_t file_bytes;  /* RLIMIT_FSIZE; default 64 MiB */
     unsigned max_files;   /* RLIMIT_NOFILE; default 256 */
     uint64_t disk_bytes;  /* size of the working dir tmpfs (and of /tmp); default 256 MiB */
+    unsigned cpu_percent; /* cgroup CPU bandwidth, 100 = one CPU, 0 = unlimited; default 100 */
 } jail_limits;
 
 typedef struct jail_zygote {
@@ -77,7 +78,7 @@ typedef struct jail_zygote {
 } jail_zygote;
 
 /* Fills L with the defaults, overridden by CODEBOT_SANDBOX_MEMORY_MB, _PIDS, _CPU_SECONDS,
- * _FILE_MB, _FILES, _DISK_MB. -EINVAL (variable named on stderr) for a bad value. */
+ * _FILE_MB, _FILES, _DISK_MB, _CPU_PERCENT. -EINVAL (variable named on stderr) for a bad value. */
 int jail_limits_from_env(jail_limits *l);
 /* 1 when this process can build jails (user namespaces usable, enough privilege). WHY gets a
  * sentence for a person otherwise. */

@@ -590,3 +590,26 @@ TEST(process_and_disk_limits)
     expect_output(&s, "print('still alive')", "still alive\n");
     finish(&s);
 }
+
+TEST(stats_and_cpu_quota)
+{
+    session s;
+    start(&s, "stats");
+    char path[512], buf[64] = "";
+    snprintf(path, sizeof path, "/sys/fs/cgroup/cpu/codebot/%s/cpu.cfs_quota_us", s.id);
+    FILE *f = fopen(path, "r");
+    if (f) { /* the v1 cpu controller is mounted on this host */
+        CHECK(fgets(buf, sizeof buf, f) != NULL);
+        fclose(f);
+        CHECK_STR(buf, "100000\n");
+    }
+    expect_output(&s,
+                  "import time\nt = time.process_time()\n"
+                  "while time.process_time() - t < 0.3: pass",
+                  "");
+    uint64_t mem = 0, cpu = 0;
+    CHECK_INT(jail_stats(s.id, &mem, &cpu), 0);
+    CHECK(cpu >= 300);
+    CHECK(mem > 1 << 20);
+    finish(&s);
+}
