@@ -403,6 +403,7 @@ def session_kernel(req, fds, bpf):
 class Kernel:
     def __init__(self, req):
         self.req = req
+        self.pid = os.getpid()
         self.count = 0
         self.in_user = False
         self.bash = None
@@ -439,7 +440,14 @@ class Kernel:
                 child.interrupt()
 
     def emit(self, **ev):
+        self.only_kernel()
         send_json(3, ev)
+
+    def only_kernel(self):
+        """A process that user code forked (os.fork() without exit) returns into our frames:
+        it must end here instead of speaking for the kernel on ctl."""
+        if os.getpid() != self.pid:
+            os._exit(0)
 
     def serve(self):
         self.emit(ev="ready")
@@ -457,6 +465,7 @@ class Kernel:
             self.dispatch(req)
 
     def read_line(self):
+        self.only_kernel()
         while b"\n" not in self.buf:
             try:
                 chunk = os.read(3, 1 << 20)
@@ -548,6 +557,7 @@ class Kernel:
                 value = eval(lastc, g) if lastc is not None else None
             finally:
                 self.in_user = False
+                self.only_kernel()
         except SystemExit as e:
             if e.code in (None, 0):
                 return True

@@ -613,3 +613,23 @@ TEST(stats_and_cpu_quota)
     CHECK(mem > 1 << 20);
     finish(&s);
 }
+
+TEST(forked_user_code_does_not_speak_for_the_kernel)
+{
+    session s;
+    start(&s, "fork");
+    /* The child returns from the cell without exiting: it must vanish, not run a 2nd kernel. */
+    expect_output(&s, "import os, time\npid = os.fork()\nif pid == 0:\n    print('child')\n"
+                      "else:\n    os.waitpid(pid, 0)\n    print('parent')",
+                  "child\nparent\n");
+    expect_output(&s, "print('next')", "next\n");
+    expect_output(&s, "import sys\nsys.exit(0)", "");
+    const cJSON *end = run(&s, "sys.exit(3)");
+    CHECK(end && !ok_of(end));
+    CHECK_STR(str_of(event(&s, "error", NULL), "name"), "SystemExit");
+    end = run(&s, "input()");
+    CHECK(end && !ok_of(end));
+    CHECK_STR(str_of(event(&s, "error", NULL), "name"), "EOFError");
+    expect_output(&s, "print('alive')", "alive\n");
+    finish(&s);
+}
