@@ -48,7 +48,7 @@ static int __attribute__((format(printf, 3, 4))) fmt(char *out, size_t len, cons
 
 static int write_file(const char *path, const char *val)
 {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC); /* O_TRUNC: as a shell's ">" */
     if (fd < 0)
         return -errno;
     size_t n = strlen(val);

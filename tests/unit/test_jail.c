@@ -619,8 +619,9 @@ TEST(forked_user_code_does_not_speak_for_the_kernel)
     session s;
     start(&s, "fork");
     /* The child returns from the cell without exiting: it must vanish, not run a 2nd kernel. */
-    expect_output(&s, "import os, time\npid = os.fork()\nif pid == 0:\n    print('child')\n"
-                      "else:\n    os.waitpid(pid, 0)\n    print('parent')",
+    expect_output(&s,
+                  "import os, time\npid = os.fork()\nif pid == 0:\n    print('child')\n"
+                  "else:\n    os.waitpid(pid, 0)\n    print('parent')",
                   "child\nparent\n");
     expect_output(&s, "print('next')", "next\n");
     expect_output(&s, "import sys\nsys.exit(0)", "");
@@ -632,4 +633,28 @@ TEST(forked_user_code_does_not_speak_for_the_kernel)
     CHECK_STR(str_of(event(&s, "error", NULL), "name"), "EOFError");
     expect_output(&s, "print('alive')", "alive\n");
     finish(&s);
+}
+
+TEST(without_cgroups_rlimits_bound_the_session)
+{
+    setenv("CODEBOT_SANDBOX_CGROUPS", "off", 1);
+    session s;
+    memset(&s, 0, sizeof s);
+    CHECK_INT(jail_zygote_start(&s.z), 0);
+    jail_limits l;
+    CHECK_INT(jail_limits_from_env(&l), 0);
+    l.mem_bytes = 300 << 20;
+    spawn_limits(&s, "nocg", &l);
+    expect_output(&s,
+                  "try:\n    b = bytearray(400 << 20)\nexcept MemoryError:\n    print('bounded')",
+                  "bounded\n");
+    expect_output(&s, "import subprocess\np = subprocess.Popen(['sleep', '1000'])\nprint(p.pid)",
+                  "3\n");
+    CHECK_INT(jail_stats(s.id, &(uint64_t){0}, &(uint64_t){0}), -ENOENT);
+    int pidfd = pidfd_open(s.pid, 0);
+    CHECK(pidfd >= 0);
+    CHECK_INT(jail_destroy(s.id, s.pid), 0);
+    struct pollfd p = {pidfd, POLLIN, 0};
+    CHECK_INT(poll(&p, 1, 5000), 1);
+    jail_zygote_stop(&s.z);
 }
