@@ -37,6 +37,11 @@ static void write_all(int fd, const char *s, size_t n)
             poll(&p, 1, -1);
             continue;
         }
+        if (w < 0 && errno == EPIPE) {
+            /* the reader went away: end like any filter whose output is closed */
+            signal(SIGPIPE, SIG_DFL);
+            raise(SIGPIPE);
+        }
         if (w <= 0)
             return;
         s += w;
@@ -291,6 +296,7 @@ int cli_exec(int argc, char **argv)
         return rc;
     if (log_init() < 0)
         return 2;
+    signal(SIGPIPE, SIG_IGN); /* a service that vanishes is reported, not fatal */
     strbuf code = {0};
     if (read_stdin(&code) < 0) {
         fprintf(stderr, "codebot exec: cannot read the code from stdin: %s\n", strerror(errno));

@@ -18,6 +18,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -824,6 +825,11 @@ static int kern_open(sandbox *sb, int ctl, int out, int err, pid_t pid)
     return 0;
 }
 
+static int zygote_gone(int rc)
+{
+    return rc == -ECONNRESET || rc == -EPIPE || rc == -ENOTCONN || rc == -ECONNREFUSED;
+}
+
 static int kern_spawn(sandbox *sb)
 {
     if (!svc.z_up) {
@@ -851,6 +857,15 @@ static int kern_spawn(sandbox *sb)
     int fds[3] = {sv[1], po[1], pe[1]};
     pid_t pid = 0;
     int rc = jail_spawn(&svc.z, sb->id, &svc.limits, fds, &pid);
+    if (zygote_gone(rc)) {
+        /* died, and its SIGCHLD is not handled yet: replace it now and try once more */
+        log_error(MOD, "the zygote did not answer (%s); restarting it", strerror(-rc));
+        svc.z_up = 0;
+        jail_zygote_stop(&svc.z);
+        rc = zygote_start();
+        if (rc == 0)
+            rc = jail_spawn(&svc.z, sb->id, &svc.limits, fds, &pid);
+    }
     close(sv[1]);
     close(po[1]);
     close(pe[1]);
@@ -1513,6 +1528,11 @@ static int service_init(void)
     if (!jail_supported(why, sizeof(why))) {
         log_error(MOD, "cannot build sandboxes here: %s", why);
         return -ENOTSUP;
+    }
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max; /* three descriptors per sandbox, one per client */
+        setrlimit(RLIMIT_NOFILE, &nofile);
     }
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
         log_warn(MOD, "PR_SET_CHILD_SUBREAPER: %s", strerror(errno));

@@ -435,6 +435,36 @@ def idle_sandboxes_are_destroyed():
         codebot("sandbox", "shutdown", env=env)
 
 
+def zygote_of(service):
+    """The service's zygote: its child that is not the init of a pid namespace."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/status" % pid) as f:
+                st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if int(st["PPid"]) == service and b"--zygote" in cmd and len(st["NSpid"].split()) == 1:
+            return int(pid)
+    return None
+
+
+@case
+def a_dead_zygote_is_restarted_and_sessions_survive():
+    check(exec_("zyg", "before = 'alive'\n")[0] == 0, "first run")
+    svc = service_pid(SOCK)
+    zyg = zygote_of(svc)
+    check(zyg, "no zygote under the service %r" % svc)
+    os.kill(zyg, signal.SIGKILL)
+    rc, out, err = exec_("zyg", "print(before)\n")
+    check(rc == 0 and out == "alive\n", (rc, out, err))
+    rc, ev, err = exec_json("zyg-new", "print('fresh')\n")
+    check(rc == 0 and ev[0]["new"] is True and text_of(ev) == "fresh\n", (ev, err))
+    new = zygote_of(svc)
+    check(new and new != zyg, "zygote %r after %r" % (new, zyg))
+
+
 @case
 def sigterm_and_shutdown_destroy_every_sandbox():
     home = os.path.join(VAR, "test_exec_term")
