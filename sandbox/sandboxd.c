@@ -91,6 +91,7 @@ struct kern {
     linebuf lb;
     int ready, lost;
     int exit_signal, exit_code; /* from an "exit" line of the init, when it sends one */
+    char fatal[200];            /* why its setup failed, from a "fatal" line */
     int reaped, wstatus;
 };
 
@@ -589,7 +590,9 @@ static void death_reason(sandbox *sb, char *msg, size_t len, const char **status
     if (!sig && code > 128 && code < 128 + 65)
         sig = code - 128;
     *status = "crashed";
-    if (jail_oom_killed(sb->id) == 1) {
+    if (k->fatal[0]) {
+        snprintf(msg, len, "%s", k->fatal);
+    } else if (jail_oom_killed(sb->id) == 1) {
         *status = "limit";
         snprintf(msg, len,
                  "out of memory (the sandbox may use %llu MiB); the kernel was "
@@ -704,8 +707,8 @@ static void kern_line(sandbox *sb, char *line, size_t len)
         log_info(MOD, "%s (session %s): kernel %d ready", sb->id, sb->session, (int)k->pid);
     } else if (strcmp(ev, "fatal") == 0) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
-        log_error(MOD, "%s: kernel setup failed: %s", sb->id,
-                  cJSON_IsString(e) ? e->valuestring : "?");
+        snprintf(k->fatal, sizeof(k->fatal), "%s", cJSON_IsString(e) ? e->valuestring : "?");
+        log_error(MOD, "%s: kernel setup failed: %s", sb->id, k->fatal);
     } else if (strcmp(ev, "exit") == 0) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "signal");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "code");
