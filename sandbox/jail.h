@@ -45,13 +45,14 @@
  *   (as_bytes: RLIMIT_AS, set only when there is no memory cgroup; 0 = none. seq: echoed, so
  *   that a late answer to a request that timed out is recognised and dropped.)
  *   The zygote clones B straight into new pid, mount, net, ipc and uts namespaces (B is pid 1
- *   inside, host pid P, the zygote's child). B blocks reading one byte from the gate pipe
- *   before it does anything else. The service puts P in the session's cgroups, then writes
- *   "g" to the gate and closes it: no code of the session runs outside its cgroups. EOF on
- *   the gate (service gone or spawn failed) makes B exit. B then mounts its /proc, /tmp,
- *   /var/tmp, /dev/shm and the working dir, brings lo up, forks the kernel C (pid 2) and
- *   stays as init: reaps, forwards SIGINT to C's process group, and exits (which kills
- *   everything in the namespace) when C exits or when the service's end of ctl hangs up.
+ *   inside, host pid P, the zygote's child). B mounts its /proc, /tmp, /var/tmp, /dev/shm and
+ *   the working dir and brings lo up, then blocks reading one byte from the gate pipe. The
+ *   service puts P in the session's cgroups, then writes "g" to the gate and closes it. Only
+ *   then does B fork the kernel C (pid 2), the first process that runs user code, so no user
+ *   code runs outside the cgroups. EOF on the gate (service gone or spawn failed) makes B
+ *   exit. B stays as init: reaps, forwards SIGINT to C's process group, and exits (which
+ *   kills everything in the namespace) when C exits or when the service's end of ctl hangs
+ *   up (close or shutdown).
  *   C drops to uid/gid U (host base+U), sets rlimits, no_new_privs and the seccomp filter,
  *   then sends "ready". The session uid U is 10000 + a slot that jail.c allocates per live
  *   session, so two sessions never share a uid.

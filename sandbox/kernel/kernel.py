@@ -258,6 +258,13 @@ def session_init(req, fds, gate_r, bpf):
     try:
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
+        # Our own setup runs while the service fills in the cgroups; the gate holds back
+        # only the fork of the kernel, the first process that runs user code.
+        try:
+            session_mounts(req)
+        except Exception as e:
+            send_json(fds[0], {"ev": "fatal", "error": "session setup: %s" % e})
+            os._exit(1)
         go = b""
         try:
             go = os.read(gate_r, 1)
@@ -266,11 +273,6 @@ def session_init(req, fds, gate_r, bpf):
         if go != b"g":
             os._exit(0)
         os.close(gate_r)
-        try:
-            session_mounts(req)
-        except Exception as e:
-            send_json(fds[0], {"ev": "fatal", "error": "session setup: %s" % e})
-            os._exit(1)
         c = os.fork()
         if c == 0:
             session_kernel(req, fds, bpf)
