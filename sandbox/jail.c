@@ -143,11 +143,23 @@ int jail_supported(char *why, size_t why_len)
         snprintf(why, why_len, "/usr/bin/python3 is missing (apt-get install python3)");
         return 0;
     }
+    /* The verdict travels on a pipe: a SIGCHLD handler of the caller may reap the child. */
+    int p[2];
+    char ok = 0;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return 0;
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) == 0 ? 0 : 1);
-    int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    if (pid == 0) {
+        char r = unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) == 0 ? 'y' : 'n';
+        _exit(write(p[1], &r, 1) == 1 ? 0 : 1);
+    }
+    close(p[1]);
+    if (pid > 0 && read(p[0], &ok, 1) != 1)
+        ok = 0;
+    close(p[0]);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    if (ok != 'y') {
         snprintf(why, why_len,
                  "this kernel refuses new user namespaces (check "
                  "/proc/sys/user/max_user_namespaces, or the container's seccomp "

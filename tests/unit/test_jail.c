@@ -472,6 +472,22 @@ TEST(sessions_are_apart)
     finish(&s);
 }
 
+TEST(supported_here_and_explains_otherwise)
+{
+    char why[256] = "";
+    CHECK_INT(jail_supported(why, sizeof why), 1);
+    /* Unprivileged, it says why (the check runs in a child that gave up root). */
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setresuid(65534, 65534, 65534) < 0)
+            _exit(2);
+        _exit(jail_supported(why, sizeof why) == 0 && strstr(why, "root") ? 0 : 1);
+    }
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 TEST(seccomp_filter_builds)
 {
     unsigned char *bpf = NULL;
