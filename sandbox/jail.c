@@ -42,7 +42,7 @@
 #define NEWROOT "/tmp"
 #define SLOTS 1024
 #define SESSION_UID0 10000
-#define MAP_SIZE 65536
+#define MAP_SIZE 65536u
 #define MSG_MAX 4096
 
 static const char *const zygote_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin",

@@ -328,6 +328,7 @@ TEST(memory_limit_kills_and_reports_oom)
 TEST(isolation_seen_from_inside)
 {
     session s;
+    setenv("CODEBOT_TEST_SECRET", "hunter2", 1); /* must not reach the session */
     start(&s, "iso");
     expect_output(&s, "import os, socket\nprint(os.getuid() != 0, os.getgid() != 0)",
                   "True True\n");
