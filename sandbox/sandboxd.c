@@ -630,9 +630,10 @@ static void kern_lost(sandbox *sb)
     log_warn(MOD, "%s (session %s): %s", sb->id, sb->session, msg);
     kern_detach(sb);
     job *j = sb->cur;
-    if (j && j->kind == JOB_RUN)
+    if (j && j->kind == JOB_RUN) {
+        sb->exec_count++; /* the cell that died counted in the dead kernel */
         run_end(j, 0, status, msg, 1);
-    else if (j)
+    } else if (j)
         file_end(j, NULL, msg);
     if (!was_ready) {
         char why[300];
@@ -1044,6 +1045,7 @@ static void on_sb_timer(uv_timer_t *t)
         return;
     } else if (phase == T_GRACE && j && j->kind == JOB_RUN) {
         kern_detach(sb);
+        sb->exec_count++;
         run_end(j, 0, "killed",
                 "the code did not stop after an interrupt; the kernel was restarted and its "
                 "state is lost",

@@ -20,7 +20,7 @@ import traceback
 
 BIN = os.environ.get("CODEBOT_BIN", "build/codebot")
 VAR = os.environ.get("CODEBOT_VAR") or tempfile.mkdtemp(prefix="codebot-test-")
-HOME = os.path.join(VAR, "test_exec")
+HOME = os.path.join(VAR, "test_exec-%d" % os.getpid())  # runs in parallel stay apart
 os.makedirs(HOME, exist_ok=True)
 SOCK = os.path.join(HOME, "sandboxd.sock")
 
@@ -214,6 +214,44 @@ def crash_is_reported_and_the_next_run_is_fresh():
     check(end["message"], end)
     rc, ev, err = exec_json("crash", "print('v' in dir())\n")
     check(rc == 0 and ev[0]["new"] is True and text_of(ev) == "False\n", ev)
+
+
+@case
+def running_out_of_memory_is_a_limit():
+    rc, ev, err = exec_json("oom", "keep = 1\nx = bytearray(3 * 1024**3)\n")
+    end = ev[-1]
+    check(rc == 1, ev)
+    if end["status"] == "limit":  # a memory cgroup killed it
+        check(end["state_lost"] is True and "out of memory" in end["message"], end)
+    else:  # no memory cgroup: the address-space rlimit made the allocation fail
+        check(end["status"] == "error" and "MemoryError" in end["message"], end)
+    rc, out, err = exec_("oom", "print('still usable')\n")
+    check(rc == 0 and out == "still usable\n", (rc, out, err))
+
+
+@case
+def killing_a_busy_sandbox_ends_its_run():
+    exec_("victim", "pass\n")
+    p = subprocess.Popen([BIN, "exec", "--session", "victim", "--json"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, env=ENV)
+    p.stdin.write(b"import time\ntime.sleep(30)\n")
+    p.stdin.close()
+    time.sleep(0.5)
+    check(codebot("sandbox", "kill", "victim").returncode == 0, "kill")
+    out = p.stdout.read().decode()
+    check(p.wait(10) == 1, "exec exit")
+    end = json.loads(out.splitlines()[-1])
+    check(end["status"] == "killed" and end["state_lost"] is True, end)
+
+
+@case
+def big_code_and_big_results():
+    code = "s = %r\nprint(len(s))\n" % ("y" * (8 << 20))
+    rc, out, err = exec_("big", code)
+    check(rc == 0 and out == "%d\n" % (8 << 20), (rc, out[:100], err[:300]))
+    rc, ev, err = exec_json("big", "s\n")
+    res = [e for e in ev if e["ev"] == "result"]
+    check(rc == 0 and res and len(res[0]["data"]) >= 8 << 20, (rc, err))
 
 
 @case
@@ -415,7 +453,7 @@ def malformed_requests_get_an_error():
 
 @case
 def idle_sandboxes_are_destroyed():
-    home = os.path.join(VAR, "test_exec_idle")
+    home = os.path.join(HOME, "idle")
     os.makedirs(home, exist_ok=True)
     env = dict(ENV, CODEBOT_SANDBOX_SOCKET=os.path.join(home, "s.sock"), CODEBOT_VAR=home,
                CODEBOT_SANDBOX_IDLE_S="2")
@@ -467,7 +505,7 @@ def a_dead_zygote_is_restarted_and_sessions_survive():
 
 @case
 def sigterm_and_shutdown_destroy_every_sandbox():
-    home = os.path.join(VAR, "test_exec_term")
+    home = os.path.join(HOME, "term")
     os.makedirs(home, exist_ok=True)
     env = dict(ENV, CODEBOT_SANDBOX_SOCKET=os.path.join(home, "s.sock"), CODEBOT_VAR=home)
     for how in ("sigterm", "shutdown"):
