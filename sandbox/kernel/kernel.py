@@ -467,17 +467,22 @@ class Kernel:
             self.dispatch(req)
 
     def read_line(self):
+        """The next request line; None at EOF. Lines can be 64 MiB (files in base64): chunks
+        are collected and joined once, and only new bytes are searched for the newline."""
         self.only_kernel()
-        while b"\n" not in self.buf:
-            try:
-                chunk = os.read(3, 1 << 20)
-            except InterruptedError:
-                continue
-            except KeyboardInterrupt:
-                continue
-            if not chunk:
-                return None
-            self.buf += chunk
+        if b"\n" not in self.buf:
+            parts = [self.buf]
+            while True:
+                try:
+                    chunk = os.read(3, 1 << 20)
+                except (InterruptedError, KeyboardInterrupt):
+                    continue
+                if not chunk:
+                    return None
+                parts.append(chunk)
+                if b"\n" in chunk:
+                    break
+            self.buf = b"".join(parts)
         line, _, self.buf = self.buf.partition(b"\n")
         return line
 

@@ -23,6 +23,7 @@ typedef struct session {
     pid_t pid;
     int ctl, out, err;
     strbuf rbuf;    /* unparsed bytes from ctl */
+    size_t scanned; /* bytes of rbuf known to hold no newline */
     strbuf stdout_; /* everything read from the stdout pipe */
     strbuf stderr_;
     cJSON *events; /* array of the last run's events */
@@ -43,7 +44,9 @@ static void drain(int fd, strbuf *into)
 static cJSON *next_line(session *s, int timeout_ms)
 {
     for (;;) {
-        char *nl = s->rbuf.data ? memchr(s->rbuf.data, '\n', s->rbuf.len) : NULL;
+        char *nl =
+            s->rbuf.data ? memchr(s->rbuf.data + s->scanned, '\n', s->rbuf.len - s->scanned) : NULL;
+        s->scanned = nl ? 0 : s->rbuf.len;
         if (nl) {
             *nl = 0;
             cJSON *j = cJSON_Parse(s->rbuf.data);
@@ -58,7 +61,7 @@ static cJSON *next_line(session *s, int timeout_ms)
         drain(s->out, &s->stdout_);
         drain(s->err, &s->stderr_);
         if (p[0].revents) {
-            char buf[65536];
+            static char buf[1 << 20];
             ssize_t n = read(s->ctl, buf, sizeof buf);
             if (n <= 0)
                 return NULL;
@@ -674,4 +677,28 @@ TEST(without_cgroups_rlimits_bound_the_session)
     struct pollfd p = {pidfd, POLLIN, 0};
     CHECK_INT(poll(&p, 1, 5000), 1);
     jail_zygote_stop(&s.z);
+}
+
+TEST(big_file_round_trip)
+{
+    session s;
+    start(&s, "bigfile");
+    size_t n = 12 << 20, b64 = 4 * n / 3; /* n is a multiple of 3 */
+    char *data = malloc(b64 + 1);
+    CHECK(data != NULL);
+    for (size_t i = 0; i < b64; i += 4)
+        memcpy(data + i, "QUJD", 4); /* "ABC" repeated */
+    data[b64] = 0;
+    cJSON *a = file_op(&s, "put_file", "big.bin", data);
+    free(data);
+    CHECK(a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    CHECK(cJSON_GetObjectItem(a, "size")->valuedouble == (double)n);
+    cJSON_Delete(a);
+    expect_output(&s, "d = open('big.bin', 'rb').read()\nprint(len(d), d[:6])",
+                  "12582912 b'ABCABC'\n");
+    a = file_op(&s, "get_file", "big.bin", NULL);
+    CHECK(a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    CHECK(strlen(str_of(a, "data")) == b64);
+    cJSON_Delete(a);
+    finish(&s);
 }
