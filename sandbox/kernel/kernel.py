@@ -17,6 +17,7 @@ import io
 import json
 import linecache
 import os
+import re
 import resource
 import select
 import signal
@@ -29,7 +30,11 @@ import traceback
 import types
 
 WORKDIR = "/home/sandbox"
+# Each cell compiles under its own name, so that a traceback through a function defined in an
+# earlier cell shows that cell's lines; tracebacks then call every cell "<cell>".
 CELL = "<cell>"
+CELL_NAME = "<cell-%d>"
+CELL_NAME_RE = re.compile(r"<cell-\d+>")
 CLEAN_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKDIR,
@@ -544,20 +549,21 @@ class Kernel:
         libc.fflush(None)
 
     def run_python(self, code):
-        linecache.cache[CELL] = (len(code), None, code.splitlines(True), CELL)
+        name = CELL_NAME % self.count
+        linecache.cache[name] = (len(code), None, code.splitlines(True), name)
         try:
-            tree = ast.parse(code, CELL, "exec")
+            tree = ast.parse(code, name, "exec")
         except SyntaxError as e:
-            self.error(type(e).__name__, str(e),
-                       "".join(traceback.format_exception_only(type(e), e)))
+            self.error(type(e).__name__, public(str(e)),
+                       public("".join(traceback.format_exception_only(type(e), e))))
             return False
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
         g = self.ns.__dict__
         try:
-            body = compile(tree, CELL, "exec")
-            lastc = compile(last, CELL, "eval") if last is not None else None
+            body = compile(tree, name, "exec")
+            lastc = compile(last, name, "eval") if last is not None else None
             self.in_user = True
             try:
                 exec(body, g)
@@ -572,7 +578,7 @@ class Kernel:
             return False
         except BaseException as e:
             self.flush_output()
-            self.error(type(e).__name__, str(e), user_traceback(e))
+            self.error(type(e).__name__, public(str(e)), user_traceback(e))
             return False
         if value is not None:
             g["_"] = value
@@ -636,14 +642,18 @@ def no_input(prompt=""):
     raise EOFError("input() is not available in the sandbox: there is no stdin")
 
 
+def public(text):
+    return CELL_NAME_RE.sub(CELL, text)
+
+
 def user_traceback(e):
     """The traceback of E without the kernel's frames: from the first frame of the cell on."""
     tb = e.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != CELL:
+    while tb is not None and not CELL_NAME_RE.fullmatch(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     if tb is None:
-        return "".join(traceback.format_exception_only(type(e), e))
-    return "".join(traceback.format_exception(type(e), e, tb))
+        return public("".join(traceback.format_exception_only(type(e), e)))
+    return public("".join(traceback.format_exception(type(e), e, tb)))
 
 
 # ---------------------------------------------------------------- bash and node children

@@ -223,9 +223,17 @@ TEST(run_print_result_error)
     CHECK(strstr(tb, "return 1 / 0"));
     CHECK(!strstr(tb, "kernel.py"));
 
+    /* A function from an earlier cell shows its own line, not the current cell's. */
+    end = run(&s, "print('padding line')\nf()");
+    CHECK(end && !ok_of(end));
+    tb = str_of(event(&s, "error", NULL), "traceback");
+    CHECK(tb && strstr(tb, "File \"<cell>\", line 2, in <module>\n    f()"));
+    CHECK(strstr(tb, "File \"<cell>\", line 2, in f\n    return 1 / 0"));
+
     end = run(&s, "if True print(2)");
     CHECK(end && !ok_of(end));
     CHECK_STR(str_of(event(&s, "error", NULL), "name"), "SyntaxError");
+    CHECK(strstr(str_of(event(&s, "error", NULL), "traceback"), "File \"<cell>\", line 1"));
     expect_output(&s, "print(x)", "40\n");
     finish(&s);
 }
