@@ -178,8 +178,9 @@ static int v2_detect(void)
     if (read_file(p, have, sizeof have) < 0 || !strstr(have, "memory") || !strstr(have, "pids"))
         return -ENOTSUP;
     int err = v2_enable(parent);
-    if (err == -EBUSY && own[0]) {
-        /* Processes in our own group block delegation: move ourselves into a leaf. */
+    if (err == -EBUSY) {
+        /* Processes in our own group (also the root of a container's cgroup namespace) block
+         * delegation: move ourselves into a leaf. */
         fmt(p, sizeof p, "%s/service", parent);
         if (mkdir_ok(p) == 0) {
             char procs[PATH_MAX + 64], me[32];
