@@ -419,6 +419,13 @@ TEST(bash_and_javascript)
         CHECK(ok_of(end));
         CHECK_STR(strbuf_str(&s.stdout_), "js 21\n");
         CHECK_STR(str_of(event(&s, "result", NULL), "data"), "40");
+        /* The event loop runs between runs: a timer set by one run fires before the next. */
+        CHECK(ok_of(run_lang(&s, "javascript",
+                             "var fired = false; setTimeout(() => fired = "
+                             "true, 10); 0")));
+        usleep(300000);
+        CHECK(ok_of(run_lang(&s, "javascript", "fired")));
+        CHECK_STR(str_of(event(&s, "result", NULL), "data"), "true");
         end = run_lang(&s, "javascript", "a + undefinedThing");
         CHECK(end && !ok_of(end));
         CHECK_STR(str_of(event(&s, "error", NULL), "name"), "ReferenceError");
