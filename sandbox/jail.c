@@ -122,11 +122,18 @@ int jail_limits_from_env(jail_limits *l)
     return 0;
 }
 
+/* The first host uid of the jail's range. Below 65536 the range would cover system and
+ * regular users (base 0 would make the jail's root the host's root): refused. */
 static int uid_base(unsigned *base)
 {
     uint64_t b;
-    if (env_u64("CODEBOT_SANDBOX_UID_BASE", 100000, 1, &b) < 0 || b + MAP_SIZE > UINT32_MAX - 1)
+    if (env_u64("CODEBOT_SANDBOX_UID_BASE", 100000, 1, &b) < 0)
         return -EINVAL;
+    if (b < MAP_SIZE || b + MAP_SIZE > UINT32_MAX - 1) {
+        fprintf(stderr, "CODEBOT_SANDBOX_UID_BASE: must be at least 65536 and leave room for "
+                        "65536 ids\n");
+        return -EINVAL;
+    }
     *base = (unsigned)b;
     return 0;
 }

@@ -84,8 +84,11 @@ int jail_limits_from_env(jail_limits *l);
 /* 1 when this process can build jails (user namespaces usable, enough privilege). WHY gets a
  * sentence for a person otherwise. */
 int jail_supported(char *why, size_t why_len);
-/* Starts the zygote (blocking until it reports ready or fails, at most a few seconds). */
+/* Starts the zygote (blocking until it reports ready or fails, at most a few seconds).
+ * -EINVAL for a bad CODEBOT_SANDBOX_UID_BASE (named on stderr). */
 int jail_zygote_start(jail_zygote *z);
+/* Kills and reaps the zygote. Sessions spawned from it keep running: they end with
+ * jail_destroy or when the service closes their ctl. */
 void jail_zygote_stop(jail_zygote *z);
 /* Forks a session kernel for sandbox ID; FDS as above (the caller keeps and later closes its
  * own copies). *PID gets the host pid of the session's init. */

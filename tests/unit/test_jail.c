@@ -507,6 +507,15 @@ TEST(supported_here_and_explains_otherwise)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+TEST(uid_base_must_not_cover_host_users)
+{
+    jail_zygote z;
+    setenv("CODEBOT_SANDBOX_UID_BASE", "1000", 1);
+    CHECK_INT(jail_zygote_start(&z), -EINVAL);
+    setenv("CODEBOT_SANDBOX_UID_BASE", "0", 1);
+    CHECK_INT(jail_zygote_start(&z), -EINVAL);
+}
+
 TEST(seccomp_filter_builds)
 {
     unsigned char *bpf = NULL;
