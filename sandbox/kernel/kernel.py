@@ -118,7 +118,7 @@ def warm():
     fig.gca().set_title("warm")
     fig.savefig(io.BytesIO(), format="png")
     plt.close("all")
-    import codeop, pprint, random, math, statistics, datetime, decimal, fractions, re  # noqa
+    import codeop, pprint, random, math, statistics, datetime, decimal, fractions  # noqa
     import collections, itertools, functools, csv, tempfile, shutil, glob, pathlib  # noqa
     # Sessions must not share a writable cache: freeze it now that it is built.
     try:
