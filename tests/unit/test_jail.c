@@ -726,3 +726,44 @@ TEST(big_file_round_trip)
     cJSON_Delete(a);
     finish(&s);
 }
+
+TEST(cpu_time_and_open_files_limits)
+{
+    session s;
+    memset(&s, 0, sizeof s);
+    CHECK_INT(jail_zygote_start(&s.z), 0);
+    jail_limits l;
+    CHECK_INT(jail_limits_from_env(&l), 0);
+    l.cpu_seconds = 1;
+    l.max_files = 64;
+    spawn_limits(&s, "rlim", &l);
+    expect_output(&s,
+                  "fs = []\ntry:\n    for i in range(100): fs.append(open('/dev/null'))\n"
+                  "except OSError as e:\n    print(e.errno, len(fs) < 64)\n"
+                  "for f in fs: f.close()",
+                  "24 True\n");
+    const cJSON *end = run(&s, "while True: pass");
+    CHECK(end == NULL); /* SIGXCPU ended the kernel, so the session */
+    finish(&s);
+}
+
+TEST(file_ops_do_not_follow_symlinked_directories)
+{
+    session s;
+    start(&s, "symdir");
+    expect_output(&s, "import os\nos.symlink('/etc', 'etcdir')\nos.mkdir('real')", "");
+    cJSON *a = file_op(&s, "get_file", "etcdir/passwd", NULL);
+    CHECK(a && cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")));
+    cJSON_Delete(a);
+    a = file_op(&s, "put_file", "etcdir/x", "eA==");
+    CHECK(a && cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")));
+    cJSON_Delete(a);
+    a = file_op(&s, "put_file", "real/x", "eA==");
+    CHECK(a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    cJSON_Delete(a);
+    a = file_op(&s, "get_file", "./real//x", NULL);
+    CHECK(a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    CHECK_STR(str_of(a, "path"), "real/x");
+    cJSON_Delete(a);
+    finish(&s);
+}
