@@ -68,8 +68,11 @@ static void write_json_line(const cJSON *o)
 int cli_sandboxd(int argc, char **argv)
 {
     if (argc > 1) {
-        fprintf(stderr, "usage: codebot sandboxd   (runs the sandbox service in the foreground)\n");
-        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: codebot sandboxd   (runs the sandbox service in the foreground;\n"
+                "       clients start it on demand, see sandbox/sandboxd.h)\n");
+        return help ? 0 : 2;
     }
     return sandboxd_main();
 }
