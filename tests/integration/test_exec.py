@@ -504,6 +504,25 @@ def a_dead_zygote_is_restarted_and_sessions_survive():
 
 
 @case
+def secrets_in_the_clients_environment_stay_out():
+    home = os.path.join(HOME, "secret")
+    os.makedirs(home, exist_ok=True)
+    env = dict(ENV, CODEBOT_SANDBOX_SOCKET=os.path.join(home, "s.sock"), CODEBOT_VAR=home,
+               OPENAI_API_KEY="sk-test-do-not-leak-1234")
+    try:
+        rc, out, err = exec_("sec", "import os\nprint(sorted(os.environ))\n"
+                                    "print(os.environ.get('OPENAI_API_KEY'))\n", env=env)
+        check(rc == 0 and out.endswith("None\n") and "sk-test" not in out, (rc, out, err))
+        svc = service_pid(env["CODEBOT_SANDBOX_SOCKET"])
+        with open("/proc/%d/environ" % svc, "rb") as f:
+            environ = f.read()
+        check(b"sk-test-do-not-leak" not in environ and b"OPENAI_API_KEY" not in environ,
+              "the service inherited the key")
+    finally:
+        codebot("sandbox", "shutdown", env=env)
+
+
+@case
 def sigterm_and_shutdown_destroy_every_sandbox():
     home = os.path.join(HOME, "term")
     os.makedirs(home, exist_ok=True)
