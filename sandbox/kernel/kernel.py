@@ -51,6 +51,7 @@ CLEAN_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 FILE_EVENTS_MAX = 100
+RESULT_MAX = 100_000  # characters of a value's repr; the rest is cut
 SNAPSHOT_MAX = 5000
 GET_FILE_MAX = 32 << 20
 
@@ -586,6 +587,9 @@ class Kernel:
                 text = repr(value)
             except Exception as e:
                 text = "<repr failed: %s: %s>" % (type(e).__name__, e)
+            if len(text) > RESULT_MAX:
+                text = "%s\n[... %d more characters]" % (text[:RESULT_MAX],
+                                                          len(text) - RESULT_MAX)
             self.flush_output()
             self.emit(ev="result", mime="text/plain", data=text)
         return True

@@ -235,6 +235,9 @@ TEST(run_print_result_error)
     CHECK_STR(str_of(event(&s, "error", NULL), "name"), "SyntaxError");
     CHECK(strstr(str_of(event(&s, "error", NULL), "traceback"), "File \"<cell>\", line 1"));
     expect_output(&s, "print(x)", "40\n");
+    CHECK(ok_of(run(&s, "'x' * 1000000")));
+    const char *big = str_of(event(&s, "result", "text/plain"), "data");
+    CHECK(big && strlen(big) < 100100 && strstr(big, "[... 900002 more characters]"));
     finish(&s);
 }
 
