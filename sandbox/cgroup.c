@@ -1,12 +1,12 @@
 /* cgroup — per-session control groups for the jail (see cgroup.h).
  *
- * v1 needs three hierarchies: memory (limit, swap limit, OOM count), pids (pids.max) and
- * cpuacct (CPU time); memory is mandatory, the others are used when mounted. v2 uses one
- * directory with memory.max, memory.swap.max, pids.max, memory.events and cgroup.kill; to
- * delegate controllers to our base group the service may have to move itself into a leaf
- * ("<own group>/service"), as the cgroup2 "no internal processes" rule requires. Killing
- * reads cgroup.procs and SIGKILLs until it is empty, because v1 has no cgroup.kill and a
- * fork may race with the read. */
+ * v1 uses four hierarchies: memory (limit, swap limit, OOM count), pids (pids.max), cpuacct
+ * (CPU time) and cpu (bandwidth quota); memory is mandatory, the others are used when
+ * mounted. v2 uses one directory with memory.max, memory.swap.max, pids.max, cpu.max,
+ * memory.events and cgroup.kill; to delegate controllers to our base group the service may
+ * have to move itself into a leaf ("<own group>/service"), as the cgroup2 "no internal
+ * processes" rule requires. Killing reads cgroup.procs and SIGKILLs until it is empty,
+ * because v1 has no cgroup.kill and a fork may race with the read. */
 #include "sandbox/cgroup.h"
 
 #include "common/log.h"
@@ -28,7 +28,7 @@
 #define CGROUP2_MAGIC 0x63677270
 #define KILL_ROUNDS 200
 
-enum ctl { C_MEM, C_PIDS, C_CPU, C_N };
+enum ctl { C_MEM, C_PIDS, C_CPU, C_CPUCTL, C_N };
 
 static struct {
     int done;
@@ -48,7 +48,7 @@ static int __attribute__((format(printf, 3, 4))) fmt(char *out, size_t len, cons
 
 static int write_file(const char *path, const char *val)
 {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC); /* O_TRUNC: as a shell's ">" */
     if (fd < 0)
         return -errno;
     size_t n = strlen(val);
@@ -126,12 +126,14 @@ static int v1_detect(void)
     static const char *const mem[] = {"memory", NULL};
     static const char *const pids[] = {"pids", NULL};
     static const char *const cpu[] = {"cpuacct", "cpu,cpuacct", "cpuacct,cpu", NULL};
+    static const char *const cpuctl[] = {"cpu", "cpu,cpuacct", "cpuacct,cpu", NULL};
     int err = v1_find(mem, "memory.limit_in_bytes", cg.dir[C_MEM], PATH_MAX);
     if (err < 0)
         return err;
     if (v1_find(pids, "cgroup.procs", cg.dir[C_PIDS], PATH_MAX) < 0)
         log_warn("cgroup", "no v1 pids hierarchy: process limits by rlimit only");
     v1_find(cpu, "cpuacct.usage", cg.dir[C_CPU], PATH_MAX);
+    v1_find(cpuctl, "cpu.cfs_quota_us", cg.dir[C_CPUCTL], PATH_MAX);
     return 0;
 }
 
@@ -176,8 +178,9 @@ static int v2_detect(void)
     if (read_file(p, have, sizeof have) < 0 || !strstr(have, "memory") || !strstr(have, "pids"))
         return -ENOTSUP;
     int err = v2_enable(parent);
-    if (err == -EBUSY && own[0]) {
-        /* Processes in our own group block delegation: move ourselves into a leaf. */
+    if (err == -EBUSY) {
+        /* Processes in our own group (also the root of a container's cgroup namespace) block
+         * delegation: move ourselves into a leaf. */
         fmt(p, sizeof p, "%s/service", parent);
         if (mkdir_ok(p) == 0) {
             char procs[PATH_MAX + 64], me[32];
@@ -261,7 +264,10 @@ static int set_value(enum ctl c, const char *id, const char *file, uint64_t v)
     return write_file(p, val);
 }
 
-static int create_v1(const char *id, uint64_t mem_bytes, unsigned max_pids)
+/* CPU bandwidth: PERCENT of one CPU per 100 ms period; 0 leaves it unlimited. */
+#define CPU_PERIOD_US 100000
+
+static int create_v1(const char *id, uint64_t mem_bytes, unsigned max_pids, unsigned cpu_percent)
 {
     char p[PATH_MAX];
     for (int c = 0; c < C_N; c++) {
@@ -276,10 +282,16 @@ static int create_v1(const char *id, uint64_t mem_bytes, unsigned max_pids)
         set_value(C_MEM, id, "memory.memsw.limit_in_bytes", mem_bytes);
     if (cg.dir[C_PIDS][0] && (err = set_value(C_PIDS, id, "pids.max", max_pids)) < 0)
         return err;
+    if (cg.dir[C_CPUCTL][0] && cpu_percent) {
+        set_value(C_CPUCTL, id, "cpu.cfs_period_us", CPU_PERIOD_US);
+        err = set_value(C_CPUCTL, id, "cpu.cfs_quota_us", (uint64_t)cpu_percent * 1000);
+        if (err < 0)
+            return err;
+    }
     return 0;
 }
 
-static int create_v2(const char *id, uint64_t mem_bytes, unsigned max_pids)
+static int create_v2(const char *id, uint64_t mem_bytes, unsigned max_pids, unsigned cpu_percent)
 {
     char p[PATH_MAX];
     int err = path_of(C_MEM, id, NULL, p, sizeof p);
@@ -289,16 +301,22 @@ static int create_v2(const char *id, uint64_t mem_bytes, unsigned max_pids)
         (err = set_value(C_MEM, id, "pids.max", max_pids)) < 0)
         return err;
     set_value(C_MEM, id, "memory.swap.max", 0); /* absent without swap accounting */
+    if (cpu_percent && path_of(C_MEM, id, "cpu.max", p, sizeof p) == 0 && exists(p)) {
+        char val[64];
+        fmt(val, sizeof val, "%u %u", cpu_percent * 1000, CPU_PERIOD_US);
+        if ((err = write_file(p, val)) < 0)
+            return err;
+    }
     return 0;
 }
 
-int cgroup_create(const char *id, uint64_t mem_bytes, unsigned max_pids)
+int cgroup_create(const char *id, uint64_t mem_bytes, unsigned max_pids, unsigned cpu_percent)
 {
     if (cgroup_init() == CGROUP_NONE)
         return -ENOTSUP;
     cgroup_destroy(id);
-    int err = cg.mode == CGROUP_V2 ? create_v2(id, mem_bytes, max_pids)
-                                   : create_v1(id, mem_bytes, max_pids);
+    int err = cg.mode == CGROUP_V2 ? create_v2(id, mem_bytes, max_pids, cpu_percent)
+                                   : create_v1(id, mem_bytes, max_pids, cpu_percent);
     if (err < 0) {
         log_error("cgroup", "creating the groups of sandbox %s: %s", id, strerror(-err));
         cgroup_destroy(id);

@@ -19,8 +19,10 @@ enum cgroup_mode { CGROUP_NONE = 0, CGROUP_V1 = 1, CGROUP_V2 = 2 };
 /* Detects (first call only) and returns the mode. CODEBOT_SANDBOX_CGROUP_ROOT overrides
  * /sys/fs/cgroup (tests use it with a fake tree); CODEBOT_SANDBOX_CGROUPS=off forces none. */
 enum cgroup_mode cgroup_init(void);
-/* Creates the groups of session ID (removing leftovers of an earlier one with that id). */
-int cgroup_create(const char *id, uint64_t mem_bytes, unsigned max_pids);
+/* Creates the groups of session ID (removing leftovers of an earlier one with that id).
+ * CPU_PERCENT: bandwidth in percent of one CPU (0 = unlimited), applied when the cpu
+ * controller is available. */
+int cgroup_create(const char *id, uint64_t mem_bytes, unsigned max_pids, unsigned cpu_percent);
 /* Moves PID (a host pid) into the session's groups. */
 int cgroup_attach(const char *id, pid_t pid);
 /* Memory in use (rss + page cache, tmpfs included) and CPU time used so far. */

@@ -37,6 +37,11 @@ static void write_all(int fd, const char *s, size_t n)
             poll(&p, 1, -1);
             continue;
         }
+        if (w < 0 && errno == EPIPE) {
+            /* the reader went away: end like any filter whose output is closed */
+            signal(SIGPIPE, SIG_DFL);
+            raise(SIGPIPE);
+        }
         if (w <= 0)
             return;
         s += w;
@@ -63,8 +68,11 @@ static void write_json_line(const cJSON *o)
 int cli_sandboxd(int argc, char **argv)
 {
     if (argc > 1) {
-        fprintf(stderr, "usage: codebot sandboxd   (runs the sandbox service in the foreground)\n");
-        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: codebot sandboxd   (runs the sandbox service in the foreground;\n"
+                "       clients start it on demand, see sandbox/sandboxd.h)\n");
+        return help ? 0 : 2;
     }
     return sandboxd_main();
 }
@@ -291,6 +299,7 @@ int cli_exec(int argc, char **argv)
         return rc;
     if (log_init() < 0)
         return 2;
+    signal(SIGPIPE, SIG_IGN); /* a service that vanishes is reported, not fatal */
     strbuf code = {0};
     if (read_stdin(&code) < 0) {
         fprintf(stderr, "codebot exec: cannot read the code from stdin: %s\n", strerror(errno));

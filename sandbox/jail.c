@@ -42,7 +42,7 @@
 #define NEWROOT "/tmp"
 #define SLOTS 1024
 #define SESSION_UID0 10000
-#define MAP_SIZE 65536
+#define MAP_SIZE 65536u
 #define MSG_MAX 4096
 
 static const char *const zygote_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin",
@@ -100,30 +100,40 @@ static int env_u64(const char *name, uint64_t def, uint64_t mult, uint64_t *out)
 
 int jail_limits_from_env(jail_limits *l)
 {
-    uint64_t pids, cpu, files;
+    uint64_t pids, cpu, files, pct;
     const uint64_t mib = 1024 * 1024;
     if (env_u64("CODEBOT_SANDBOX_MEMORY_MB", 512, mib, &l->mem_bytes) < 0 ||
         env_u64("CODEBOT_SANDBOX_PIDS", 64, 1, &pids) < 0 ||
         env_u64("CODEBOT_SANDBOX_CPU_SECONDS", 600, 1, &cpu) < 0 ||
         env_u64("CODEBOT_SANDBOX_FILE_MB", 64, mib, &l->file_bytes) < 0 ||
         env_u64("CODEBOT_SANDBOX_FILES", 256, 1, &files) < 0 ||
-        env_u64("CODEBOT_SANDBOX_DISK_MB", 256, mib, &l->disk_bytes) < 0)
+        env_u64("CODEBOT_SANDBOX_DISK_MB", 256, mib, &l->disk_bytes) < 0 ||
+        env_u64("CODEBOT_SANDBOX_CPU_PERCENT", 100, 1, &pct) < 0)
         return -EINVAL;
-    if (pids > 1000000 || cpu > UINT32_MAX || files > 1048576) {
-        fprintf(stderr, "CODEBOT_SANDBOX_PIDS, _CPU_SECONDS or _FILES: value too large\n");
+    if (pids > 1000000 || cpu > UINT32_MAX || files > 1048576 || pct > 100000) {
+        fprintf(stderr, "CODEBOT_SANDBOX_PIDS, _CPU_SECONDS, _FILES or _CPU_PERCENT: value too "
+                        "large\n");
         return -EINVAL;
     }
     l->max_pids = (unsigned)pids;
     l->cpu_seconds = (unsigned)cpu;
     l->max_files = (unsigned)files;
+    l->cpu_percent = (unsigned)pct;
     return 0;
 }
 
+/* The first host uid of the jail's range. Below 65536 the range would cover system and
+ * regular users (base 0 would make the jail's root the host's root): refused. */
 static int uid_base(unsigned *base)
 {
     uint64_t b;
-    if (env_u64("CODEBOT_SANDBOX_UID_BASE", 100000, 1, &b) < 0 || b + MAP_SIZE > UINT32_MAX - 1)
+    if (env_u64("CODEBOT_SANDBOX_UID_BASE", 100000, 1, &b) < 0)
         return -EINVAL;
+    if (b < MAP_SIZE || b + MAP_SIZE > UINT32_MAX - 1) {
+        fprintf(stderr, "CODEBOT_SANDBOX_UID_BASE: must be at least 65536 and leave room for "
+                        "65536 ids\n");
+        return -EINVAL;
+    }
     *base = (unsigned)b;
     return 0;
 }
@@ -140,11 +150,23 @@ int jail_supported(char *why, size_t why_len)
         snprintf(why, why_len, "/usr/bin/python3 is missing (apt-get install python3)");
         return 0;
     }
+    /* The verdict travels on a pipe: a SIGCHLD handler of the caller may reap the child. */
+    int p[2];
+    char ok = 0;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return 0;
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) == 0 ? 0 : 1);
-    int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    if (pid == 0) {
+        char r = unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) == 0 ? 'y' : 'n';
+        _exit(write(p[1], &r, 1) == 1 ? 0 : 1);
+    }
+    close(p[1]);
+    if (pid > 0 && read(p[0], &ok, 1) != 1)
+        ok = 0;
+    close(p[0]);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    if (ok != 'y') {
         snprintf(why, why_len,
                  "this kernel refuses new user namespaces (check "
                  "/proc/sys/user/max_user_namespaces, or the container's seccomp "
@@ -765,7 +787,7 @@ int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int f
     }
     int use_cg = cgroup_init() != CGROUP_NONE, err = 0;
     if (use_cg)
-        err = cgroup_create(id, l->mem_bytes, l->max_pids);
+        err = cgroup_create(id, l->mem_bytes, l->max_pids, l->cpu_percent);
     if (err == 0)
         err = spawn_in(z, sl, l, fds, use_cg);
     if (err < 0) {

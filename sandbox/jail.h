@@ -32,7 +32,7 @@
  *   memory.
  *
  * Service <-> zygote protocol (all inside jail.c; written down for review and debugging):
- *   The zygote is /usr/bin/python3 -I /kernel.py --zygote, pid 0 in a user namespace whose
+ *   The zygote is /usr/bin/python3 -I /kernel.py --zygote, uid 0 in a user namespace whose
  *   0..65535 map to host CODEBOT_SANDBOX_UID_BASE.. (default 100000). Its fd 3 is a
  *   SOCK_SEQPACKET socket (one JSON object per message), fd 4 a memfd holding the seccomp
  *   BPF program (struct sock_filter[], from seccomp.c), read once and closed.
@@ -44,13 +44,15 @@
  *                      or {"seq":N,"ok":false,"error":E}
  *   (as_bytes: RLIMIT_AS, set only when there is no memory cgroup; 0 = none. seq: echoed, so
  *   that a late answer to a request that timed out is recognised and dropped.)
- *   The zygote forks A; A unshares pid/mount/net/ipc/uts namespaces and forks B (the session
- *   init, pid 1 inside, host pid P); A exits, the zygote (a child subreaper) adopts B. B
- *   blocks reading one byte from the gate pipe before it does anything else. The service
- *   puts P in the session's cgroups, then writes "g" to the gate and closes it: no code of
- *   the session runs outside its cgroups. EOF on the gate (service gone or spawn failed)
- *   makes B exit. B then mounts its /proc, /tmp, /dev/shm and the working dir, brings lo up,
- *   forks the kernel C (pid 2) and stays as init: reaps, forwards SIGINT to C, exits with C.
+ *   The zygote clones B straight into new pid, mount, net, ipc and uts namespaces (B is pid 1
+ *   inside, host pid P, the zygote's child). B mounts its /proc, /tmp, /var/tmp, /dev/shm and
+ *   the working dir and brings lo up, then blocks reading one byte from the gate pipe. The
+ *   service puts P in the session's cgroups, then writes "g" to the gate and closes it. Only
+ *   then does B fork the kernel C (pid 2), the first process that runs user code, so no user
+ *   code runs outside the cgroups. EOF on the gate (service gone or spawn failed) makes B
+ *   exit. B stays as init: reaps, forwards SIGINT to C's process group, and exits (which
+ *   kills everything in the namespace) when C exits or when the service's end of ctl hangs
+ *   up (close or shutdown).
  *   C drops to uid/gid U (host base+U), sets rlimits, no_new_privs and the seccomp filter,
  *   then sends "ready". The session uid U is 10000 + a slot that jail.c allocates per live
  *   session, so two sessions never share a uid.
@@ -68,6 +70,7 @@ typedef struct jail_limits {
     uint64_t file_bytes;  /* RLIMIT_FSIZE; default 64 MiB */
     unsigned max_files;   /* RLIMIT_NOFILE; default 256 */
     uint64_t disk_bytes;  /* size of the working dir tmpfs (and of /tmp); default 256 MiB */
+    unsigned cpu_percent; /* cgroup CPU bandwidth, 100 = one CPU, 0 = unlimited; default 100 */
 } jail_limits;
 
 typedef struct jail_zygote {
@@ -76,18 +79,23 @@ typedef struct jail_zygote {
 } jail_zygote;
 
 /* Fills L with the defaults, overridden by CODEBOT_SANDBOX_MEMORY_MB, _PIDS, _CPU_SECONDS,
- * _FILE_MB, _FILES, _DISK_MB. -EINVAL (variable named on stderr) for a bad value. */
+ * _FILE_MB, _FILES, _DISK_MB, _CPU_PERCENT. -EINVAL (variable named on stderr) for a bad value. */
 int jail_limits_from_env(jail_limits *l);
 /* 1 when this process can build jails (user namespaces usable, enough privilege). WHY gets a
  * sentence for a person otherwise. */
 int jail_supported(char *why, size_t why_len);
-/* Starts the zygote (blocking until it reports ready or fails, at most a few seconds). */
+/* Starts the zygote (blocking until it reports ready or fails, at most a few seconds).
+ * -EINVAL for a bad CODEBOT_SANDBOX_UID_BASE (named on stderr). */
 int jail_zygote_start(jail_zygote *z);
+/* Kills and reaps the zygote. Sessions spawned from it keep running: they end with
+ * jail_destroy or when the service closes their ctl. */
 void jail_zygote_stop(jail_zygote *z);
 /* Forks a session kernel for sandbox ID; FDS as above (the caller keeps and later closes its
  * own copies). *PID gets the host pid of the session's init. */
 int jail_spawn(jail_zygote *z, const char *id, const jail_limits *l, const int fds[3], pid_t *pid);
-/* Kills every process of the session and removes its cgroups; idempotent. */
+/* Kills every process of the session and removes its cgroups; idempotent. Call it for every
+ * session jail_spawn started, also one that died by itself: it frees the session's uid slot.
+ * Closing the service's end of ctl also ends a session (its init notices the hang-up). */
 int jail_destroy(const char *id, pid_t pid);
 /* Memory now and CPU time so far of a session (from its cgroups); -ENOENT when gone. */
 int jail_stats(const char *id, uint64_t *mem_bytes, uint64_t *cpu_ms);

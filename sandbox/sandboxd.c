@@ -18,6 +18,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -37,6 +38,12 @@
 #define READY_TIMEOUT_MS 30000
 #define FILE_OP_TIMEOUT_MS 60000
 #define SESSION_MAX 200
+/* During the grace period SIGINT is repeated this often: a signal that reaches the kernel
+ * between two cells (before the code started, or while it reports) is ignored there. */
+#define RESIGNAL_MS 200
+/* Output is sent at most this long after it was read, in as few events as possible. */
+#define FLUSH_MS 20
+#define FLUSH_BYTES 65536
 
 typedef struct conn conn;
 typedef struct job job;
@@ -69,8 +76,11 @@ struct job {
     int id_mismatch; /* the client stored another sandbox id: its state is gone */
     uint64_t t0;
     const char *forced; /* "timeout", "interrupted" once SIGINT was sent */
+    uint64_t grace_end; /* when the session is destroyed if the run has not ended */
     char *error_summary;
     outcap oc;
+    strbuf pend; /* output text not yet sent, all of stream pend_stream */
+    int pend_stream;
 };
 
 struct kern {
@@ -81,6 +91,7 @@ struct kern {
     linebuf lb;
     int ready, lost;
     int exit_signal, exit_code; /* from an "exit" line of the init, when it sends one */
+    char fatal[200];            /* why its setup failed, from a "fatal" line */
     int reaped, wstatus;
 };
 
@@ -97,6 +108,8 @@ struct sandbox {
     job *cur, *qhead, *qtail;
     uv_timer_t timer;
     enum timer_phase phase;
+    uv_timer_t flush;
+    int open_timers;
 };
 
 static struct {
@@ -343,24 +356,49 @@ static int json_escape(strbuf *b, const char *s, size_t n)
     return strbuf_append(b, s + run, n - run);
 }
 
-static void emit_output(void *ud, int stream, const char *text, size_t len)
+/* Sends the output held back for coalescing as one event. */
+static void job_flush(job *j)
 {
-    job *j = ud;
-    if (!j->c)
+    uv_timer_stop(&j->sb->flush);
+    if (!j->pend.len)
         return;
     strbuf b = {0};
-    int rc = strbuf_puts(&b, stream == 1 ? "{\"ev\":\"stdout\",\"text\":\""
-                                         : "{\"ev\":\"stderr\",\"text\":\"");
+    int rc = strbuf_puts(&b, j->pend_stream == 1 ? "{\"ev\":\"stdout\",\"text\":\""
+                                                 : "{\"ev\":\"stderr\",\"text\":\"");
     if (rc == 0)
-        rc = json_escape(&b, text, len);
+        rc = json_escape(&b, j->pend.data, j->pend.len);
     if (rc == 0)
         rc = strbuf_puts(&b, "\"}\n");
+    strbuf_reset(&j->pend);
     if (rc) {
         strbuf_free(&b);
         return;
     }
     size_t n = b.len;
     conn_send_owned(j->c, strbuf_steal(&b), n);
+}
+
+static void on_flush_timer(uv_timer_t *t)
+{
+    sandbox *sb = t->data;
+    if (sb->cur && sb->cur->kind == JOB_RUN)
+        job_flush(sb->cur);
+}
+
+static void emit_output(void *ud, int stream, const char *text, size_t len)
+{
+    job *j = ud;
+    if (!j->c)
+        return;
+    if (j->pend.len && j->pend_stream != stream)
+        job_flush(j);
+    j->pend_stream = stream;
+    if (strbuf_append(&j->pend, text, len) < 0)
+        return;
+    if (j->pend.len >= FLUSH_BYTES)
+        job_flush(j);
+    else if (!uv_is_active((uv_handle_t *)&j->sb->flush))
+        uv_timer_start(&j->sb->flush, on_flush_timer, FLUSH_MS, 0);
 }
 
 /* ---- jobs ---- */
@@ -371,6 +409,7 @@ static void job_free(job *j)
         j->c->job = NULL;
     if (j->kind == JOB_RUN)
         outcap_free(&j->oc);
+    strbuf_free(&j->pend);
     free(j->line);
     free(j->error_summary);
     free(j);
@@ -397,8 +436,10 @@ static void timer_set(sandbox *sb, enum timer_phase phase, uint64_t ms);
 static void run_end(job *j, int ok, const char *status, const char *message, int state_lost)
 {
     sandbox *sb = j->sb;
-    if (j->started)
+    if (j->started) {
         outcap_finish(&j->oc);
+        job_flush(j);
+    }
     if (j->c) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "ev", "end");
@@ -471,10 +512,10 @@ static void run_interrupt(job *j, const char *why)
     if (j->forced)
         return;
     j->forced = why;
+    j->grace_end = now_ms() + svc.grace_ms;
     if (sb->k && sb->k->pid > 0)
         kill(sb->k->pid, SIGINT);
-    if (sb->phase != T_GRACE)
-        timer_set(sb, T_GRACE, svc.grace_ms);
+    timer_set(sb, T_GRACE, svc.grace_ms < RESIGNAL_MS ? svc.grace_ms : RESIGNAL_MS);
 }
 
 static void job_client_gone(job *j)
@@ -549,7 +590,9 @@ static void death_reason(sandbox *sb, char *msg, size_t len, const char **status
     if (!sig && code > 128 && code < 128 + 65)
         sig = code - 128;
     *status = "crashed";
-    if (jail_oom_killed(sb->id) == 1) {
+    if (k->fatal[0]) {
+        snprintf(msg, len, "%s", k->fatal);
+    } else if (jail_oom_killed(sb->id) == 1) {
         *status = "limit";
         snprintf(msg, len,
                  "out of memory (the sandbox may use %llu MiB); the kernel was "
@@ -587,9 +630,10 @@ static void kern_lost(sandbox *sb)
     log_warn(MOD, "%s (session %s): %s", sb->id, sb->session, msg);
     kern_detach(sb);
     job *j = sb->cur;
-    if (j && j->kind == JOB_RUN)
+    if (j && j->kind == JOB_RUN) {
+        sb->exec_count++; /* the cell that died counted in the dead kernel */
         run_end(j, 0, status, msg, 1);
-    else if (j)
+    } else if (j)
         file_end(j, NULL, msg);
     if (!was_ready) {
         char why[300];
@@ -664,8 +708,8 @@ static void kern_line(sandbox *sb, char *line, size_t len)
         log_info(MOD, "%s (session %s): kernel %d ready", sb->id, sb->session, (int)k->pid);
     } else if (strcmp(ev, "fatal") == 0) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
-        log_error(MOD, "%s: kernel setup failed: %s", sb->id,
-                  cJSON_IsString(e) ? e->valuestring : "?");
+        snprintf(k->fatal, sizeof(k->fatal), "%s", cJSON_IsString(e) ? e->valuestring : "?");
+        log_error(MOD, "%s: kernel setup failed: %s", sb->id, k->fatal);
     } else if (strcmp(ev, "exit") == 0) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "signal");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "code");
@@ -673,6 +717,7 @@ static void kern_line(sandbox *sb, char *line, size_t len)
         k->exit_code = cJSON_IsNumber(c) ? c->valueint : 0;
     } else if (j && j->kind == JOB_RUN && j->started) {
         drain_pipes(sb);
+        job_flush(j);
         if (strcmp(ev, "end") == 0)
             kern_end_run(sb, j, o);
         else if (strcmp(ev, "result") == 0 || strcmp(ev, "file") == 0 || strcmp(ev, "error") == 0)
@@ -784,6 +829,11 @@ static int kern_open(sandbox *sb, int ctl, int out, int err, pid_t pid)
     return 0;
 }
 
+static int zygote_gone(int rc)
+{
+    return rc == -ECONNRESET || rc == -EPIPE || rc == -ENOTCONN || rc == -ECONNREFUSED;
+}
+
 static int kern_spawn(sandbox *sb)
 {
     if (!svc.z_up) {
@@ -811,6 +861,15 @@ static int kern_spawn(sandbox *sb)
     int fds[3] = {sv[1], po[1], pe[1]};
     pid_t pid = 0;
     int rc = jail_spawn(&svc.z, sb->id, &svc.limits, fds, &pid);
+    if (zygote_gone(rc)) {
+        /* died, and its SIGCHLD is not handled yet: replace it now and try once more */
+        log_error(MOD, "the zygote did not answer (%s); restarting it", strerror(-rc));
+        svc.z_up = 0;
+        jail_zygote_stop(&svc.z);
+        rc = zygote_start();
+        if (rc == 0)
+            rc = jail_spawn(&svc.z, sb->id, &svc.limits, fds, &pid);
+    }
     close(sv[1]);
     close(po[1]);
     close(pe[1]);
@@ -884,6 +943,8 @@ static void pump(sandbox *sb)
 static void on_sb_timer_closed(uv_handle_t *h)
 {
     sandbox *sb = h->data;
+    if (--sb->open_timers)
+        return;
     free(sb->session);
     free(sb);
 }
@@ -907,6 +968,7 @@ static void sandbox_destroy(sandbox *sb, const char *why)
     fail_queue(sb, msg);
     log_info(MOD, "%s (session %s): destroyed (%s)", sb->id, sb->session, why);
     uv_close((uv_handle_t *)&sb->timer, on_sb_timer_closed);
+    uv_close((uv_handle_t *)&sb->flush, on_sb_timer_closed);
 }
 
 static sandbox *find_session(const char *session)
@@ -942,7 +1004,10 @@ static sandbox *sandbox_new(const char *session)
     snprintf(sb->id, sizeof(sb->id), "sb-%016llx", r);
     sb->created_ms = sb->used_ms = now_ms();
     uv_timer_init(svc.loop, &sb->timer);
+    uv_timer_init(svc.loop, &sb->flush);
     sb->timer.data = sb;
+    sb->flush.data = sb;
+    sb->open_timers = 2;
     sb->next = svc.list;
     svc.list = sb;
     return sb;
@@ -972,8 +1037,15 @@ static void on_sb_timer(uv_timer_t *t)
     } else if (phase == T_RUN && j) {
         kern_detach(sb);
         file_end(j, NULL, "the sandbox did not answer; it was restarted");
+    } else if (phase == T_GRACE && j && j->kind == JOB_RUN && now_ms() < j->grace_end) {
+        uint64_t left = j->grace_end - now_ms();
+        if (sb->k && sb->k->pid > 0)
+            kill(sb->k->pid, SIGINT);
+        timer_set(sb, T_GRACE, left < RESIGNAL_MS ? left : RESIGNAL_MS);
+        return;
     } else if (phase == T_GRACE && j && j->kind == JOB_RUN) {
         kern_detach(sb);
+        sb->exec_count++;
         run_end(j, 0, "killed",
                 "the code did not stop after an interrupt; the kernel was restarted and its "
                 "state is lost",
@@ -1228,8 +1300,11 @@ static void handle_request(conn *c, const char *line, size_t len)
         req_file(c, req, op);
     else if (strcmp(op, "shutdown") == 0) {
         log_info(MOD, "shutdown requested");
-        conn_ok(c);
+        /* answered once the socket is gone and every sandbox destroyed, so that the next
+         * client never reaches this service */
+        c->finishing = 1;
         service_stop();
+        conn_ok(c);
     } else
         conn_fail(c, "unknown op");
     cJSON_Delete(req);
@@ -1348,16 +1423,17 @@ static void service_stop(void)
     if (svc.stopping)
         return;
     svc.stopping = 1;
+    /* New clients start a new service at once; it waits for our lock. */
+    if (svc.listening) {
+        unlink(svc.path);
+        uv_close((uv_handle_t *)&svc.server, on_close_noop);
+        svc.listening = 0;
+    }
     while (svc.list)
         sandbox_destroy(svc.list, "shut down");
     if (svc.z_up) {
         svc.z_up = 0;
         jail_zygote_stop(&svc.z);
-    }
-    if (svc.listening) {
-        unlink(svc.path);
-        uv_close((uv_handle_t *)&svc.server, on_close_noop);
-        svc.listening = 0;
     }
     uv_close((uv_handle_t *)&svc.sigchld, on_close_noop);
     uv_close((uv_handle_t *)&svc.sigterm, on_close_noop);
@@ -1457,6 +1533,11 @@ static int service_init(void)
     if (!jail_supported(why, sizeof(why))) {
         log_error(MOD, "cannot build sandboxes here: %s", why);
         return -ENOTSUP;
+    }
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max; /* three descriptors per sandbox, one per client */
+        setrlimit(RLIMIT_NOFILE, &nofile);
     }
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
         log_warn(MOD, "PR_SET_CHILD_SUBREAPER: %s", strerror(errno));

@@ -15,6 +15,15 @@
  * because a session without the service that holds its pipes cannot be used again.
  * It reaps its children itself (SIGCHLD + waitpid(-1)) and is a child subreaper.
  *
+ * Details of the protocol left open by docs/sandbox-protocol.md: `ls` states are "starting",
+ * "idle", "running" and "stopped" (the kernel died or was killed; the next run starts a fresh
+ * one, `new` true, same id). `new` is also true when the client's stored `sandbox` id is not
+ * the session's. put_file creates the session's sandbox if needed; get_file and list_files
+ * on an unknown session fail. File ops queue behind runs like runs do. `kill` takes an id or
+ * a session name. A kernel line {"ev":"exit","signal":N,"code":N} sent by a session init
+ * before it ends names the signal in a crash message; {"ev":"fatal","error":E} becomes the
+ * failure message of the runs waiting for that kernel.
+ *
  * Environment: CODEBOT_SANDBOX_TIMEOUT_MS (default run timeout, 120000),
  * CODEBOT_SANDBOX_GRACE_MS (3000), CODEBOT_SANDBOX_OUTPUT_MAX (bytes per run, 1 MiB),
  * CODEBOT_SANDBOX_IDLE_S (1800), CODEBOT_SANDBOX_SOCKET(_MODE), the limits of jail.h. */

@@ -39,34 +39,21 @@ async function run(code) {
     reply({ok: true, result: value === undefined ? null : util.inspect(value)});
 }
 
-let buf = Buffer.alloc(0);
-const chunk = Buffer.alloc(1 << 16);
-async function loop() {
-    for (;;) {
-        let n;
+// Requests are read asynchronously, so that timers and promises of earlier cells keep running
+// between runs, as in a REPL; runs execute one after the other.
+const readline = require('readline');
+const input = readline.createInterface({input: fs.createReadStream(null, {fd: cmdFd})});
+let chain = Promise.resolve();
+input.on('line', (line) => {
+    chain = chain.then(() => {
+        let req;
         try {
-            n = fs.readSync(cmdFd, chunk, 0, chunk.length, null);
+            req = JSON.parse(line);
         } catch (e) {
-            if (e.code === 'EAGAIN' || e.code === 'EINTR')
-                continue;
-            throw e;
+            fail(e);
+            return undefined;
         }
-        if (n === 0)
-            process.exit(0);
-        buf = Buffer.concat([buf, chunk.subarray(0, n)]);
-        let i;
-        while ((i = buf.indexOf(10)) >= 0) {
-            const line = buf.subarray(0, i).toString();
-            buf = buf.subarray(i + 1);
-            let req;
-            try {
-                req = JSON.parse(line);
-            } catch (e) {
-                fail(e);
-                continue;
-            }
-            await run(String(req.code));
-        }
-    }
-}
-loop();
+        return run(String(req.code));
+    });
+});
+input.on('close', () => process.exit(0));

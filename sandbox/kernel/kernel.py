@@ -17,6 +17,7 @@ import io
 import json
 import linecache
 import os
+import re
 import resource
 import select
 import signal
@@ -29,7 +30,11 @@ import traceback
 import types
 
 WORKDIR = "/home/sandbox"
+# Each cell compiles under its own name, so that a traceback through a function defined in an
+# earlier cell shows that cell's lines; tracebacks then call every cell "<cell>".
 CELL = "<cell>"
+CELL_NAME = "<cell-%d>"
+CELL_NAME_RE = re.compile(r"<cell-\d+>")
 CLEAN_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKDIR,
@@ -46,6 +51,7 @@ CLEAN_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 FILE_EVENTS_MAX = 100
+RESULT_MAX = 100_000  # characters of a value's repr; the rest is cut
 SNAPSHOT_MAX = 5000
 GET_FILE_MAX = 32 << 20
 
@@ -113,7 +119,7 @@ def warm():
     fig.gca().set_title("warm")
     fig.savefig(io.BytesIO(), format="png")
     plt.close("all")
-    import codeop, pprint, random, math, statistics, datetime, decimal, fractions, re  # noqa
+    import codeop, pprint, random, math, statistics, datetime, decimal, fractions  # noqa
     import collections, itertools, functools, csv, tempfile, shutil, glob, pathlib  # noqa
     # Sessions must not share a writable cache: freeze it now that it is built.
     try:
@@ -258,6 +264,13 @@ def session_init(req, fds, gate_r, bpf):
     try:
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
+        # Our own setup runs while the service fills in the cgroups; the gate holds back
+        # only the fork of the kernel, the first process that runs user code.
+        try:
+            session_mounts(req)
+        except Exception as e:
+            send_json(fds[0], {"ev": "fatal", "error": "session setup: %s" % e})
+            os._exit(1)
         go = b""
         try:
             go = os.read(gate_r, 1)
@@ -266,11 +279,6 @@ def session_init(req, fds, gate_r, bpf):
         if go != b"g":
             os._exit(0)
         os.close(gate_r)
-        try:
-            session_mounts(req)
-        except Exception as e:
-            send_json(fds[0], {"ev": "fatal", "error": "session setup: %s" % e})
-            os._exit(1)
         c = os.fork()
         if c == 0:
             session_kernel(req, fds, bpf)
@@ -403,6 +411,7 @@ def session_kernel(req, fds, bpf):
 class Kernel:
     def __init__(self, req):
         self.req = req
+        self.pid = os.getpid()
         self.count = 0
         self.in_user = False
         self.bash = None
@@ -414,7 +423,7 @@ class Kernel:
         sys.modules["__main__"] = self.ns
         sys.path.insert(0, "")
         sys.argv = [""]
-        sys.stdin = open(os.devnull)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
         sys.stdout = self.stream(1)
         sys.stderr = self.stream(2)
         import builtins
@@ -439,7 +448,14 @@ class Kernel:
                 child.interrupt()
 
     def emit(self, **ev):
+        self.only_kernel()
         send_json(3, ev)
+
+    def only_kernel(self):
+        """A process that user code forked (os.fork() without exit) returns into our frames:
+        it must end here instead of speaking for the kernel on ctl."""
+        if os.getpid() != self.pid:
+            os._exit(0)
 
     def serve(self):
         self.emit(ev="ready")
@@ -457,16 +473,22 @@ class Kernel:
             self.dispatch(req)
 
     def read_line(self):
-        while b"\n" not in self.buf:
-            try:
-                chunk = os.read(3, 1 << 20)
-            except InterruptedError:
-                continue
-            except KeyboardInterrupt:
-                continue
-            if not chunk:
-                return None
-            self.buf += chunk
+        """The next request line; None at EOF. Lines can be 64 MiB (files in base64): chunks
+        are collected and joined once, and only new bytes are searched for the newline."""
+        self.only_kernel()
+        if b"\n" not in self.buf:
+            parts = [self.buf]
+            while True:
+                try:
+                    chunk = os.read(3, 1 << 20)
+                except (InterruptedError, KeyboardInterrupt):
+                    continue
+                if not chunk:
+                    return None
+                parts.append(chunk)
+                if b"\n" in chunk:
+                    break
+            self.buf = b"".join(parts)
         line, _, self.buf = self.buf.partition(b"\n")
         return line
 
@@ -528,26 +550,28 @@ class Kernel:
         libc.fflush(None)
 
     def run_python(self, code):
-        linecache.cache[CELL] = (len(code), None, code.splitlines(True), CELL)
+        name = CELL_NAME % self.count
+        linecache.cache[name] = (len(code), None, code.splitlines(True), name)
         try:
-            tree = ast.parse(code, CELL, "exec")
+            tree = ast.parse(code, name, "exec")
         except SyntaxError as e:
-            self.error(type(e).__name__, str(e),
-                       "".join(traceback.format_exception_only(type(e), e)))
+            self.error(type(e).__name__, public(str(e)),
+                       public("".join(traceback.format_exception_only(type(e), e))))
             return False
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
         g = self.ns.__dict__
         try:
-            body = compile(tree, CELL, "exec")
-            lastc = compile(last, CELL, "eval") if last is not None else None
+            body = compile(tree, name, "exec")
+            lastc = compile(last, name, "eval") if last is not None else None
             self.in_user = True
             try:
                 exec(body, g)
                 value = eval(lastc, g) if lastc is not None else None
             finally:
                 self.in_user = False
+                self.only_kernel()
         except SystemExit as e:
             if e.code in (None, 0):
                 return True
@@ -555,7 +579,7 @@ class Kernel:
             return False
         except BaseException as e:
             self.flush_output()
-            self.error(type(e).__name__, str(e), user_traceback(e))
+            self.error(type(e).__name__, public(str(e)), user_traceback(e))
             return False
         if value is not None:
             g["_"] = value
@@ -563,6 +587,9 @@ class Kernel:
                 text = repr(value)
             except Exception as e:
                 text = "<repr failed: %s: %s>" % (type(e).__name__, e)
+            if len(text) > RESULT_MAX:
+                text = "%s\n[... %d more characters]" % (text[:RESULT_MAX],
+                                                          len(text) - RESULT_MAX)
             self.flush_output()
             self.emit(ev="result", mime="text/plain", data=text)
         return True
@@ -619,14 +646,18 @@ def no_input(prompt=""):
     raise EOFError("input() is not available in the sandbox: there is no stdin")
 
 
+def public(text):
+    return CELL_NAME_RE.sub(CELL, text)
+
+
 def user_traceback(e):
     """The traceback of E without the kernel's frames: from the first frame of the cell on."""
     tb = e.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != CELL:
+    while tb is not None and not CELL_NAME_RE.fullmatch(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     if tb is None:
-        return "".join(traceback.format_exception_only(type(e), e))
-    return "".join(traceback.format_exception(type(e), e, tb))
+        return public("".join(traceback.format_exception_only(type(e), e)))
+    return public("".join(traceback.format_exception(type(e), e, tb)))
 
 
 # ---------------------------------------------------------------- bash and node children

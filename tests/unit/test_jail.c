@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -22,6 +23,7 @@ typedef struct session {
     pid_t pid;
     int ctl, out, err;
     strbuf rbuf;    /* unparsed bytes from ctl */
+    size_t scanned; /* bytes of rbuf known to hold no newline */
     strbuf stdout_; /* everything read from the stdout pipe */
     strbuf stderr_;
     cJSON *events; /* array of the last run's events */
@@ -42,7 +44,9 @@ static void drain(int fd, strbuf *into)
 static cJSON *next_line(session *s, int timeout_ms)
 {
     for (;;) {
-        char *nl = s->rbuf.data ? memchr(s->rbuf.data, '\n', s->rbuf.len) : NULL;
+        char *nl =
+            s->rbuf.data ? memchr(s->rbuf.data + s->scanned, '\n', s->rbuf.len - s->scanned) : NULL;
+        s->scanned = nl ? 0 : s->rbuf.len;
         if (nl) {
             *nl = 0;
             cJSON *j = cJSON_Parse(s->rbuf.data);
@@ -57,7 +61,7 @@ static cJSON *next_line(session *s, int timeout_ms)
         drain(s->out, &s->stdout_);
         drain(s->err, &s->stderr_);
         if (p[0].revents) {
-            char buf[65536];
+            static char buf[1 << 20];
             ssize_t n = read(s->ctl, buf, sizeof buf);
             if (n <= 0)
                 return NULL;
@@ -219,10 +223,21 @@ TEST(run_print_result_error)
     CHECK(strstr(tb, "return 1 / 0"));
     CHECK(!strstr(tb, "kernel.py"));
 
+    /* A function from an earlier cell shows its own line, not the current cell's. */
+    end = run(&s, "print('padding line')\nf()");
+    CHECK(end && !ok_of(end));
+    tb = str_of(event(&s, "error", NULL), "traceback");
+    CHECK(tb && strstr(tb, "File \"<cell>\", line 2, in <module>\n    f()"));
+    CHECK(strstr(tb, "File \"<cell>\", line 2, in f\n    return 1 / 0"));
+
     end = run(&s, "if True print(2)");
     CHECK(end && !ok_of(end));
     CHECK_STR(str_of(event(&s, "error", NULL), "name"), "SyntaxError");
+    CHECK(strstr(str_of(event(&s, "error", NULL), "traceback"), "File \"<cell>\", line 1"));
     expect_output(&s, "print(x)", "40\n");
+    CHECK(ok_of(run(&s, "'x' * 1000000")));
+    const char *big = str_of(event(&s, "result", "text/plain"), "data");
+    CHECK(big && strlen(big) < 100100 && strstr(big, "[... 900002 more characters]"));
     finish(&s);
 }
 
@@ -327,6 +342,7 @@ TEST(memory_limit_kills_and_reports_oom)
 TEST(isolation_seen_from_inside)
 {
     session s;
+    setenv("CODEBOT_TEST_SECRET", "hunter2", 1); /* must not reach the session */
     start(&s, "iso");
     expect_output(&s, "import os, socket\nprint(os.getuid() != 0, os.getgid() != 0)",
                   "True True\n");
@@ -343,6 +359,8 @@ TEST(isolation_seen_from_inside)
                   "'PYTHONUNBUFFERED', 'TERM', 'USER']\n");
     expect_output(&s, "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))",
                   "['1', '2']\n");
+    /* Nothing of the zygote or the service leaked: stdin, stdout, stderr, ctl and listdir's. */
+    expect_output(&s, "print(sorted(os.listdir('/proc/self/fd')))", "['0', '1', '2', '3', '4']\n");
     expect_output(&s,
                   "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                   "r = libc.unshare(0x10000000)\nprint(r, ctypes.get_errno())\n"
@@ -404,6 +422,13 @@ TEST(bash_and_javascript)
         CHECK(ok_of(end));
         CHECK_STR(strbuf_str(&s.stdout_), "js 21\n");
         CHECK_STR(str_of(event(&s, "result", NULL), "data"), "40");
+        /* The event loop runs between runs: a timer set by one run fires before the next. */
+        CHECK(ok_of(run_lang(&s, "javascript",
+                             "var fired = false; setTimeout(() => fired = "
+                             "true, 10); 0")));
+        usleep(300000);
+        CHECK(ok_of(run_lang(&s, "javascript", "fired")));
+        CHECK_STR(str_of(event(&s, "result", NULL), "data"), "true");
         end = run_lang(&s, "javascript", "a + undefinedThing");
         CHECK(end && !ok_of(end));
         CHECK_STR(str_of(event(&s, "error", NULL), "name"), "ReferenceError");
@@ -469,6 +494,31 @@ TEST(sessions_are_apart)
     finish(&s);
 }
 
+TEST(supported_here_and_explains_otherwise)
+{
+    char why[256] = "";
+    CHECK_INT(jail_supported(why, sizeof why), 1);
+    /* Unprivileged, it says why (the check runs in a child that gave up root). */
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setresuid(65534, 65534, 65534) < 0)
+            _exit(2);
+        _exit(jail_supported(why, sizeof why) == 0 && strstr(why, "root") ? 0 : 1);
+    }
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+TEST(uid_base_must_not_cover_host_users)
+{
+    jail_zygote z;
+    setenv("CODEBOT_SANDBOX_UID_BASE", "1000", 1);
+    CHECK_INT(jail_zygote_start(&z), -EINVAL);
+    setenv("CODEBOT_SANDBOX_UID_BASE", "0", 1);
+    CHECK_INT(jail_zygote_start(&z), -EINVAL);
+}
+
 TEST(seccomp_filter_builds)
 {
     unsigned char *bpf = NULL;
@@ -490,4 +540,233 @@ TEST(limits_from_env)
     setenv("CODEBOT_SANDBOX_MEMORY_MB", "100", 1);
     CHECK_INT(jail_limits_from_env(&l), 0);
     CHECK(l.mem_bytes == 100ULL << 20);
+}
+
+/* Sends a run and interrupts it once its first output line (a marker) arrived. */
+static const cJSON *run_interrupted(session *s, const char *lang, const char *code)
+{
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "op", "run");
+    cJSON_AddStringToObject(req, "lang", lang);
+    cJSON_AddStringToObject(req, "code", code);
+    send_line(s, req);
+    strbuf_reset(&s->stdout_);
+    for (int i = 0; i < 100 && !strstr(strbuf_str(&s->stdout_), "started"); i++) {
+        struct pollfd p = {s->out, POLLIN, 0};
+        poll(&p, 1, 100);
+        drain(s->out, &s->stdout_);
+    }
+    CHECK(strstr(strbuf_str(&s->stdout_), "started"));
+    usleep(100000);
+    CHECK(kill(s->pid, SIGINT) == 0);
+    cJSON_Delete(s->events);
+    s->events = cJSON_CreateArray();
+    for (;;) {
+        cJSON *ev = next_line(s, 10000);
+        if (!ev)
+            return NULL;
+        cJSON_AddItemToArray(s->events, ev);
+        if (strcmp(str_of(ev, "ev"), "end") == 0)
+            return ev;
+    }
+}
+
+TEST(interrupt_bash_and_javascript_keeps_state)
+{
+    session s;
+    start(&s, "intr2");
+    CHECK(ok_of(run_lang(&s, "bash", "Y=kept")));
+    const cJSON *end = run_interrupted(&s, "bash", "echo started; sleep 30; echo not-here");
+    CHECK(end && !ok_of(end));
+    CHECK_STR(str_of(event(&s, "error", NULL), "name"), "KeyboardInterrupt");
+    CHECK(ok_of(run_lang(&s, "bash", "echo $Y")));
+    CHECK_STR(strbuf_str(&s.stdout_), "kept\n");
+    if (access("/usr/bin/node", X_OK) == 0) {
+        CHECK(ok_of(run_lang(&s, "javascript", "var k = 'js-kept'")));
+        end = run_interrupted(&s, "javascript", "console.log('started'); while (true) {}");
+        CHECK(end && !ok_of(end));
+        CHECK(event(&s, "error", NULL) != NULL);
+        CHECK(ok_of(run_lang(&s, "javascript", "console.log(k)")));
+        CHECK_STR(strbuf_str(&s.stdout_), "js-kept\n");
+    }
+    finish(&s);
+}
+
+TEST(hangup_ends_the_session)
+{
+    session s;
+    start(&s, "hangup");
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "op", "run");
+    cJSON_AddStringToObject(req, "code", "while True: pass");
+    send_line(&s, req);
+    usleep(200000);
+    int pidfd = pidfd_open(s.pid, 0);
+    CHECK(pidfd >= 0);
+    close(s.ctl);
+    struct pollfd p = {pidfd, POLLIN, 0};
+    CHECK_INT(poll(&p, 1, 5000), 1); /* the init exited */
+    close(pidfd);
+    finish(&s);
+}
+
+TEST(process_and_disk_limits)
+{
+    session s;
+    memset(&s, 0, sizeof s);
+    CHECK_INT(jail_zygote_start(&s.z), 0);
+    jail_limits l;
+    CHECK_INT(jail_limits_from_env(&l), 0);
+    l.max_pids = 16;
+    l.disk_bytes = 1 << 20;
+    spawn_limits(&s, "limits", &l);
+    expect_output(&s,
+                  "import subprocess\nprocs, err = [], None\n"
+                  "try:\n"
+                  "    for i in range(40):\n"
+                  "        procs.append(subprocess.Popen(['sleep', '100']))\n"
+                  "except OSError as e:\n"
+                  "    err = e.errno\n"
+                  "print(len(procs) < 16, err)\n"
+                  "for p in procs: p.kill(); p.wait()",
+                  "True 11\n");
+    expect_output(&s,
+                  "try:\n    open('big', 'wb').write(b'x' * (2 << 20))\n"
+                  "except OSError as e:\n    print(e.errno)",
+                  "28\n");
+    expect_output(&s, "print('still alive')", "still alive\n");
+    finish(&s);
+}
+
+TEST(stats_and_cpu_quota)
+{
+    session s;
+    start(&s, "stats");
+    char path[512], buf[64] = "";
+    snprintf(path, sizeof path, "/sys/fs/cgroup/cpu/codebot/%s/cpu.cfs_quota_us", s.id);
+    FILE *f = fopen(path, "r");
+    if (f) { /* the v1 cpu controller is mounted on this host */
+        CHECK(fgets(buf, sizeof buf, f) != NULL);
+        fclose(f);
+        CHECK_STR(buf, "100000\n");
+    }
+    expect_output(&s,
+                  "import time\nt = time.process_time()\n"
+                  "while time.process_time() - t < 0.3: pass",
+                  "");
+    uint64_t mem = 0, cpu = 0;
+    CHECK_INT(jail_stats(s.id, &mem, &cpu), 0);
+    CHECK(cpu >= 300);
+    CHECK(mem > 1 << 20);
+    finish(&s);
+}
+
+TEST(forked_user_code_does_not_speak_for_the_kernel)
+{
+    session s;
+    start(&s, "fork");
+    /* The child returns from the cell without exiting: it must vanish, not run a 2nd kernel. */
+    expect_output(&s,
+                  "import os, time\npid = os.fork()\nif pid == 0:\n    print('child')\n"
+                  "else:\n    os.waitpid(pid, 0)\n    print('parent')",
+                  "child\nparent\n");
+    expect_output(&s, "print('next')", "next\n");
+    expect_output(&s, "import sys\nsys.exit(0)", "");
+    const cJSON *end = run(&s, "sys.exit(3)");
+    CHECK(end && !ok_of(end));
+    CHECK_STR(str_of(event(&s, "error", NULL), "name"), "SystemExit");
+    end = run(&s, "input()");
+    CHECK(end && !ok_of(end));
+    CHECK_STR(str_of(event(&s, "error", NULL), "name"), "EOFError");
+    expect_output(&s, "print('alive')", "alive\n");
+    finish(&s);
+}
+
+TEST(without_cgroups_rlimits_bound_the_session)
+{
+    setenv("CODEBOT_SANDBOX_CGROUPS", "off", 1);
+    session s;
+    memset(&s, 0, sizeof s);
+    CHECK_INT(jail_zygote_start(&s.z), 0);
+    jail_limits l;
+    CHECK_INT(jail_limits_from_env(&l), 0);
+    l.mem_bytes = 300 << 20;
+    spawn_limits(&s, "nocg", &l);
+    expect_output(&s,
+                  "try:\n    b = bytearray(400 << 20)\nexcept MemoryError:\n    print('bounded')",
+                  "bounded\n");
+    expect_output(&s, "import subprocess\np = subprocess.Popen(['sleep', '1000'])\nprint(p.pid)",
+                  "3\n");
+    CHECK_INT(jail_stats(s.id, &(uint64_t){0}, &(uint64_t){0}), -ENOENT);
+    int pidfd = pidfd_open(s.pid, 0);
+    CHECK(pidfd >= 0);
+    CHECK_INT(jail_destroy(s.id, s.pid), 0);
+    struct pollfd p = {pidfd, POLLIN, 0};
+    CHECK_INT(poll(&p, 1, 5000), 1);
+    jail_zygote_stop(&s.z);
+}
+
+TEST(big_file_round_trip)
+{
+    session s;
+    start(&s, "bigfile");
+    size_t n = 12 << 20, b64 = 4 * n / 3; /* n is a multiple of 3 */
+    char *data = malloc(b64 + 1);
+    CHECK(data != NULL);
+    for (size_t i = 0; i < b64; i += 4)
+        memcpy(data + i, "QUJD", 4); /* "ABC" repeated */
+    data[b64] = 0;
+    cJSON *a = file_op(&s, "put_file", "big.bin", data);
+    free(data);
+    CHECK(a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    CHECK(cJSON_GetObjectItem(a, "size")->valuedouble == (double)n);
+    cJSON_Delete(a);
+    expect_output(&s, "d = open('big.bin', 'rb').read()\nprint(len(d), d[:6])",
+                  "12582912 b'ABCABC'\n");
+    a = file_op(&s, "get_file", "big.bin", NULL);
+    CHECK(a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    CHECK(strlen(str_of(a, "data")) == b64);
+    cJSON_Delete(a);
+    finish(&s);
+}
+
+TEST(cpu_time_and_open_files_limits)
+{
+    session s;
+    memset(&s, 0, sizeof s);
+    CHECK_INT(jail_zygote_start(&s.z), 0);
+    jail_limits l;
+    CHECK_INT(jail_limits_from_env(&l), 0);
+    l.cpu_seconds = 1;
+    l.max_files = 64;
+    spawn_limits(&s, "rlim", &l);
+    expect_output(&s,
+                  "fs = []\ntry:\n    for i in range(100): fs.append(open('/dev/null'))\n"
+                  "except OSError as e:\n    print(e.errno, len(fs) < 64)\n"
+                  "for f in fs: f.close()",
+                  "24 True\n");
+    const cJSON *end = run(&s, "while True: pass");
+    CHECK(end == NULL); /* SIGXCPU ended the kernel, so the session */
+    finish(&s);
+}
+
+TEST(file_ops_do_not_follow_symlinked_directories)
+{
+    session s;
+    start(&s, "symdir");
+    expect_output(&s, "import os\nos.symlink('/etc', 'etcdir')\nos.mkdir('real')", "");
+    cJSON *a = file_op(&s, "get_file", "etcdir/passwd", NULL);
+    CHECK(a && cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")));
+    cJSON_Delete(a);
+    a = file_op(&s, "put_file", "etcdir/x", "eA==");
+    CHECK(a && cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")));
+    cJSON_Delete(a);
+    a = file_op(&s, "put_file", "real/x", "eA==");
+    CHECK(a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    cJSON_Delete(a);
+    a = file_op(&s, "get_file", "./real//x", NULL);
+    CHECK(a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    CHECK_STR(str_of(a, "path"), "real/x");
+    cJSON_Delete(a);
+    finish(&s);
 }
