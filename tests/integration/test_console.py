@@ -181,6 +181,62 @@ def redis_down_keeps_serving():
     expect(err.count("not being saved") == 1, "says once that history is not being saved", err)
 
 
+def read_until(p, marker, seen=b"", timeout=60):
+    import time
+    deadline = time.time() + timeout
+    while marker not in seen:
+        expect(time.time() < deadline, f"timed out waiting for {marker!r}", seen.decode())
+        chunk = os.read(p.stdout.fileno(), 4096)
+        expect(chunk, f"output ended before {marker!r}", seen.decode())
+        seen += chunk
+    return seen
+
+
+@case
+def ctrl_c_cancels_the_turn_then_quits():
+    import signal
+    import subprocess
+    from harness import BIN
+    p = subprocess.Popen([BIN, "console"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=base_env())
+    try:
+        p.stdin.write(b"```python\nimport time\nprint('long run', flush=True)\ntime.sleep(60)\n```\n")
+        p.stdin.flush()
+        seen = read_until(p, b"long run")
+        p.send_signal(signal.SIGINT)
+        seen = read_until(p, b"You: ", seen.split(b"long run")[1])
+        expect(b"Stopped" in seen and b"cancel" in seen, "the turn was cancelled", seen.decode())
+        expect(p.poll() is None, "the console is still there after one Ctrl-C")
+        p.send_signal(signal.SIGINT)
+        p.wait(10)
+        expect(p.returncode == 0, f"the second Ctrl-C quits cleanly, exit {p.returncode}")
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+@case
+def code_is_shown_while_the_model_writes_it():
+    import subprocess
+    from harness import BIN
+    code = "print('streamed ' + 'live')"
+    with FakeLLM([{"text": code, "chunk": 4, "delay_ms": 300}]) as llm:
+        p = subprocess.Popen([BIN, "console"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=llm.anthropic_env())
+        try:
+            p.stdin.write(b"stream it\n")
+            p.stdin.flush()
+            seen = read_until(p, b"print('s")
+            expect(b"'live')" not in seen, "part of the code shows before the model finished",
+                   seen.decode())
+            seen = read_until(p, b"streamed live", seen)
+            p.stdin.close()
+            p.wait(20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+
+
 def kill_lock_holder(lock):
     """SIGKILLs the process that holds LOCK open (the sandbox service); its pid or None."""
     import signal
