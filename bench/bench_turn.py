@@ -51,12 +51,13 @@ def measure(env, message, first_line):
 
 
 def main():
-    with FakeLLM([{"text": "print('bench-output-line')", "chunk": 1000, "delay_ms": 0}]) as llm:
-        f, d = measure(llm.anthropic_env(), "print a line", "bench-output-line")
+    with FakeLLM([{"text": "print('bench-' + 'output')", "chunk": 1000, "delay_ms": 0}]) as llm:
+        # The marker is only in the output, never in the code shown before it.
+        f, d = measure(llm.anthropic_env(), "print a line", "bench-output")
         print(f"turn (LLM answers at once): message -> first output line  median {f:7.1f} ms")
         print(f"turn (LLM answers at once): message -> Done               median {d:7.1f} ms")
     env = base_env()
-    f, d = measure(env, "```python\nprint('bench-output-line')\n```", "bench-output-line")
+    f, d = measure(env, "```python\nprint('bench-' + 'output')\n```", "bench-output")
     print(f"fenced code block (no LLM):  message -> first output line  median {f:7.1f} ms")
     print(f"fenced code block (no LLM):  message -> Done               median {d:7.1f} ms")
     print(f"({TURNS} turns each, after 3 warm-up turns)")
