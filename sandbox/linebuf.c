@@ -13,6 +13,15 @@ void linebuf_init(linebuf *lb, size_t max)
 
 int linebuf_feed(linebuf *lb, const char *p, size_t n)
 {
+    if (lb->skipping) {
+        const char *nl = memchr(p, '\n', n);
+        if (!nl)
+            return 0;
+        lb->skipping = 0;
+        lb->skipped++;
+        n -= (size_t)(nl + 1 - p);
+        p = nl + 1;
+    }
     if (lb->off) {
         strbuf_consume(&lb->buf, lb->off);
         lb->off = 0;
@@ -21,8 +30,13 @@ int linebuf_feed(linebuf *lb, const char *p, size_t n)
     if (rc)
         return rc;
     if (lb->max && !memchr(lb->buf.data + lb->scanned, '\n', lb->buf.len - lb->scanned) &&
-        lb->buf.len > lb->max)
-        return -E2BIG;
+        lb->buf.len > lb->max) {
+        if (!lb->skip_long)
+            return -E2BIG;
+        strbuf_reset(&lb->buf);
+        lb->scanned = 0;
+        lb->skipping = 1;
+    }
     return 0;
 }
 
@@ -43,8 +57,12 @@ int linebuf_next(linebuf *lb, char **line, size_t *len)
     lb->scanned = 0;
     if (n && start[n - 1] == '\r')
         start[--n] = '\0';
-    if (lb->max && n > lb->max)
-        return -E2BIG;
+    if (lb->max && n > lb->max) {
+        if (!lb->skip_long)
+            return -E2BIG;
+        lb->skipped++;
+        return linebuf_next(lb, line, len);
+    }
     *line = start;
     *len = n;
     return 1;
@@ -60,4 +78,5 @@ void linebuf_free(linebuf *lb)
     strbuf_free(&lb->buf);
     lb->off = 0;
     lb->scanned = 0;
+    lb->skipping = 0;
 }

@@ -734,6 +734,20 @@ static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(space);
 }
 
+/* Tells the run about kernel events too big for a line (more than 64 MiB), dropped. */
+static void note_skipped(sandbox *sb, kern *k, size_t before)
+{
+    if (k->lb.skipped == before)
+        return;
+    log_warn(MOD, "%s: dropped %zu oversized line(s) from the kernel", sb->id,
+             k->lb.skipped - before);
+    job *j = sb->cur;
+    if (j && j->kind == JOB_RUN && j->started) {
+        static const char note[] = "\n[an event larger than 64 MiB from the kernel was dropped]\n";
+        outcap_feed(&j->oc, 2, note, sizeof(note) - 1);
+    }
+}
+
 static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     kern *k = s->data;
@@ -745,15 +759,21 @@ static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         kern_lost(sb);
         return;
     }
+    size_t skipped = k->lb.skipped;
     if (linebuf_feed(&k->lb, buf->base, (size_t)nread) < 0) {
-        log_error(MOD, "%s: kernel sent an oversized line; destroying it", sb->id);
+        log_error(MOD, "%s: out of memory reading the kernel; destroying it", sb->id);
         kern_lost(sb);
         return;
     }
     char *line;
     size_t len;
-    while (k->sb == sb && sb->k == k && linebuf_next(&k->lb, &line, &len) == 1)
+    while (k->sb == sb && sb->k == k && linebuf_next(&k->lb, &line, &len) == 1) {
+        note_skipped(sb, k, skipped);
+        skipped = k->lb.skipped;
         kern_line(sb, line, len);
+    }
+    if (k->sb == sb && sb->k == k)
+        note_skipped(sb, k, skipped);
 }
 
 static void on_out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -814,6 +834,7 @@ static int kern_open(sandbox *sb, int ctl, int out, int err, pid_t pid)
     k->sb = sb;
     k->pid = pid;
     linebuf_init(&k->lb, MAX_LINE);
+    k->lb.skip_long = 1; /* a huge event is dropped, not the session */
     uv_pipe_t *hs[3] = {&k->ctl, &k->out[0], &k->out[1]};
     int fds[3] = {ctl, out, err};
     for (int i = 0; i < 3; i++) {

@@ -251,7 +251,18 @@ def big_code_and_big_results():
     check(rc == 0 and out == "%d\n" % (8 << 20), (rc, out[:100], err[:300]))
     rc, ev, err = exec_json("big", "s\n")
     res = [e for e in ev if e["ev"] == "result"]
-    check(rc == 0 and res and len(res[0]["data"]) >= 8 << 20, (rc, err))
+    check(rc == 0 and res and res[0]["data"].startswith("'yyyy"), (rc, err))
+
+
+@case
+def an_event_too_big_for_the_protocol_is_dropped_not_the_session():
+    exec_("huge", "keep = 'kept'\n")
+    rc, ev, err = exec_json("huge", "raise ValueError('x' * (70 << 20))\n")
+    check(rc == 1 and ev[-1]["status"] == "error", ev[-1:])
+    check(not [e for e in ev if e["ev"] == "error"], "an error line over 64 MiB")
+    check("larger than 64 MiB from the kernel was dropped" in text_of(ev, "stderr"), ev)
+    rc, out, err = exec_("huge", "print(keep)\n")
+    check(rc == 0 and out == "kept\n", (rc, out, err))
 
 
 @case

@@ -85,3 +85,27 @@ TEST(many_lines_in_one_read)
     strbuf_free(&in);
     linebuf_free(&lb);
 }
+
+TEST(skip_long_drops_only_the_oversized_lines)
+{
+    linebuf lb;
+    linebuf_init(&lb, 8);
+    lb.skip_long = 1;
+    char *line;
+    size_t len;
+    CHECK(linebuf_feed(&lb, "ok\n0123456789", 13) == 0);
+    CHECK_INT(linebuf_next(&lb, &line, &len), 1);
+    CHECK_STR(line, "ok");
+    CHECK_INT(linebuf_next(&lb, &line, &len), 0);
+    CHECK(linebuf_feed(&lb, "abcdef", 6) == 0); /* now beyond max without a newline */
+    CHECK_INT(linebuf_next(&lb, &line, &len), 0);
+    CHECK(linebuf_feed(&lb, "still the long one", 18) == 0);
+    CHECK(linebuf_feed(&lb, "...\nnext\n0123456789abc\nlast\n", 28) == 0);
+    CHECK_INT(linebuf_next(&lb, &line, &len), 1);
+    CHECK_STR(line, "next");
+    CHECK_INT(linebuf_next(&lb, &line, &len), 1);
+    CHECK_STR(line, "last");
+    CHECK_INT(linebuf_next(&lb, &line, &len), 0);
+    CHECK_INT(lb.skipped, 2);
+    linebuf_free(&lb);
+}
