@@ -7,7 +7,9 @@ PKGS     := libuv libcurl libcjson hiredis libseccomp
 OPT      ?= -O2 -g
 CFLAGS   := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -Wformat=2 -Wstrict-prototypes -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+# libcurl is only compiled against: bot/curl_api.c loads it when the bot first needs HTTP,
+# so that `codebot exec` starts without its thirty shared libraries.
+LDLIBS   := $(shell pkg-config --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null) -ldl -lm
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRCS  := $(filter-out bot/main.c,$(wildcard common/*.c bot/*.c adapters/*.c store/*.c sandbox/*.c))

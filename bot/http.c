@@ -11,7 +11,8 @@
  * timer's close callback; the client goes when its last handle has closed. */
 #include "bot/http.h"
 
-#include <curl/curl.h>
+#include "bot/curl_api.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,12 +305,9 @@ static int timer_cb(CURLM *m, long timeout_ms, void *userp)
 
 int http_client_new(uv_loop_t *loop, http_client **out)
 {
-    static int global_done;
-    if (!global_done) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return -EIO;
-        global_done = 1;
-    }
+    int rc = curl_api_load();
+    if (rc)
+        return rc;
     http_client *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;

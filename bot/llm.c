@@ -8,8 +8,9 @@
  * frames still using it. Those frames check `done` after every callback. */
 #include "bot/llm.h"
 
+#include "bot/curl_api.h"
+
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
