@@ -9,9 +9,11 @@ answers). Each case prints PASS/FAIL; the exit status is 1 when any failed.
 import base64
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -235,6 +237,38 @@ def client_disconnect_interrupts_and_keeps_state():
 
 
 @case()
+def interrupt_op_keeps_state():
+    s = session("interrupt")
+    ok(run(s, "kept = 'k'"))
+    p = subprocess.Popen([sbx.BIN, "exec", "--session", s, "--json"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        p.stdin.write(b"import time\nprint('go', flush=True)\ntime.sleep(60)\nkept = 'changed'\n")
+        p.stdin.close()
+        first = b""
+        for _ in range(5):  # start, then the stdout event
+            first += p.stdout.readline()
+            if b"go" in first:
+                break
+        ans = sbx.request1({"op": "interrupt", "session": s}, timeout=10)
+        out = p.stdout.read()
+        p.wait(30)
+    finally:
+        sbx.kill_group(p)
+        p.wait()
+    check(b"go" in first, "the run did not start: %r" % first)
+    check(ans.get("ok") is True and ans.get("running") is True, "interrupt answered %s" % ans)
+    r = sbx.Run(p.returncode, first + out, b"", True)
+    check(r.status == "interrupted" and r.rc == 1, "status %s rc %s" % (r.status, r.rc))
+    check(any(e.get("name") == "KeyboardInterrupt" for e in r.errors) or r.status == "interrupted",
+          "no KeyboardInterrupt")
+    nxt = ok(run(s, "print(kept)"))
+    check(nxt.out.strip() == "k", "state after an interrupt: %r" % nxt.out)
+    idle = sbx.request1({"op": "interrupt", "session": s}, timeout=10)
+    check(idle.get("ok") is True and idle.get("running") is False, "idle interrupt: %s" % idle)
+
+
+@case()
 def empty_code_ok():
     ok(run(session("empty"), ""))
 
@@ -444,6 +478,72 @@ def ls_stats_kill():
         check(r.start.get("new") is True, "start.new not set after a kill")
     code, out, err = sbx.cli("sandbox", "kill", "no-such-sandbox-" + sbx.RUN_ID)
     check(code != 0 and err.strip(), "kill of an unknown id: rc %s" % code)
+
+
+def sandboxd_procs(sock):
+    """Host sandboxd processes serving SOCK (found through their environment)."""
+    out = []
+    want = ("CODEBOT_SANDBOX_SOCKET=" + sock).encode()
+    for p in sbx.host_procs():
+        if "sandboxd" not in p["cmd"] or p["state"] == "Z":
+            continue
+        try:
+            with open("/proc/%d/environ" % p["pid"], "rb") as f:
+                if want in f.read().split(b"\0"):
+                    out.append(p)
+        except OSError:
+            pass
+    return out
+
+
+def autostart_case(prepare):
+    d = tempfile.mkdtemp(prefix="sbt-auto-", dir="/tmp")
+    sock = os.path.join(d, "sandboxd.sock")
+    prepare(sock)
+    try:
+        box = {}
+
+        def one(i):
+            box[i] = sbx.exec_(sbx.uid("auto%d" % i), "print('auto', %d)" % i, socket_path=sock,
+                               wall=120)
+
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(130)
+        for i in range(3):
+            r = box.get(i)
+            check(r is not None and r.rc == 0 and r.out.strip() == "auto %d" % i,
+                  "exec %d with no service: %s" % (i, r.describe() if r else "none"))
+        check(sbx.ping(sock), "no service answers after exec started one")
+        procs = sandboxd_procs(sock)
+        check(len(procs) == 1, "%d sandboxd processes serve one socket" % len(procs))
+        me = os.getpid()
+        check(procs[0]["ppid"] != me, "the service is a child of the caller, not detached")
+        code, _, err = sbx.cli("sandbox", "shutdown", socket_path=sock)
+        check(code == 0, "shutdown: %s" % err)
+        check(sbx.wait_until(lambda: not [p for p in procs if sbx.alive(p)], 15),
+              "sandboxd still runs after shutdown")
+    finally:
+        if sbx.ping(sock):
+            sbx.cli("sandbox", "shutdown", socket_path=sock)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case(timeout=200)
+def exec_starts_one_service_when_none():
+    autostart_case(lambda sock: None)
+
+
+@case(timeout=200)
+def exec_replaces_a_stale_socket():
+    def stale(sock):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(sock)
+        s.close()  # the file stays, nobody listens
+
+    autostart_case(stale)
 
 
 if __name__ == "__main__":

@@ -401,6 +401,11 @@ def disk_fill_tmp():
 
 
 @case()
+def disk_fill_var_tmp():
+    disk_fill_case("/var/tmp")
+
+
+@case()
 def shm_fill_bounded():
     a = sess("shmfill")
     r = run(S, a, fill_code("/dev/shm", limit_mb=4 * (MEM_MB + DISK_MB)), timeout=60)

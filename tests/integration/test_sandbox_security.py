@@ -7,7 +7,6 @@ answers) and, for the environment case, a private service started with planted s
 Each case prints PASS/FAIL; the exit status is 1 when any failed.
 """
 import base64
-import json
 import os
 import platform
 import shutil
@@ -460,6 +459,112 @@ out()''')
     check(not r["listening"], "the code holds listening sockets it did not create: %s"
           % r["listening"])
     check(not any(sbx.SOCKET in n for n in r["names"]), "a socket is bound to sandboxd's path")
+
+
+@case()
+def namespaces_differ_from_host_and_each_other():
+    kinds = ("net", "pid", "mnt", "uts", "ipc", "user", "cgroup")
+    host = {}
+    for k in kinds:
+        try:
+            host[k] = os.readlink("/proc/1/ns/" + k)
+        except OSError:
+            pass
+    code = """
+R["ns"] = {}
+for k in %r:
+    try: R["ns"][k] = os.readlink("/proc/self/ns/" + k)
+    except OSError as e: R["ns"][k] = err_name(e)
+out()""" % (kinds,)
+    ra, a = probe(session("ns-a"), code)
+    rb, b = probe(session("ns-b"), code)
+    need(ra, a)
+    need(rb, b)
+    for k in ("net", "pid", "mnt", "uts", "ipc", "user"):
+        check(a["ns"][k] != host.get(k), "%s namespace is the host's (%s)" % (k, host.get(k)))
+    for k in ("net", "pid", "mnt", "uts", "ipc"):
+        check(a["ns"][k] != b["ns"][k], "two sessions share the %s namespace" % k)
+
+
+@case()
+def mountinfo_shows_no_host_paths():
+    forbid = [sbx.ROOT, os.path.dirname(sbx.SOCKET)]
+    if os.environ.get("CODEBOT_VAR"):
+        forbid.append(os.environ["CODEBOT_VAR"])
+    run, r = probe(session("mounts"), '''
+R["m"] = open("/proc/self/mountinfo").read()
+out()''')
+    need(run, r)
+    for f in forbid:
+        check(f not in r["m"], "mountinfo reveals the host path %s" % f)
+    check(" - overlay " not in r["m"] or "upperdir=" not in r["m"],
+          "mountinfo reveals overlay host dirs")
+
+
+@case()
+def kernel_logs_and_memory_unreadable():
+    run, r = probe(session("klog"), '''
+for p in ("/proc/kcore", "/proc/kmsg", "/dev/kmsg", "/dev/mem", "/proc/kpageflags"):
+    try:
+        with open(p, "rb") as f: f.read(16)
+        R[p] = "READ"
+    except OSError as e:
+        R[p] = err_name(e)
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(4096)
+rc = libc.klogctl(3, buf, 4096)
+R["syslog"] = "OK" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+try:
+    addrs = [l.split()[0] for l in open("/proc/kallsyms").read().splitlines()[:50]]
+    R["kallsyms_nonzero"] = [a for a in addrs if int(a, 16) != 0][:3]
+except OSError as e:
+    R["kallsyms_nonzero"] = []
+out()''')
+    need(run, r)
+    for p in ("/proc/kcore", "/proc/kmsg", "/dev/kmsg", "/dev/mem", "/proc/kpageflags"):
+        check(r[p] != "READ", "%s is readable" % p)
+    check(r["syslog"] in ("EPERM", "ENOSYS"), "syslog(READ_ALL) -> %s" % r["syslog"])
+    check(not r["kallsyms_nonzero"], "kernel addresses visible: %s" % r["kallsyms_nonzero"])
+
+
+@case()
+def no_controlling_terminal():
+    run, r = probe(session("tty"), '''
+try:
+    os.close(os.open("/dev/tty", os.O_RDWR)); R["tty"] = "OPENED"
+except OSError as e:
+    R["tty"] = err_name(e)
+R["isatty"] = [os.isatty(fd) for fd in (0, 1, 2)]
+out()''')
+    need(run, r)
+    check(r["tty"] in ("ENXIO", "ENOENT", "EACCES"), "/dev/tty -> %s" % r["tty"])
+    check(r["isatty"] == [False, False, False], "a terminal reaches the code: %s" % r["isatty"])
+
+
+@case()
+def limits_cannot_be_raised():
+    run, r = probe(session("rlimit"), '''
+import resource
+for name in ("RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_AS", "RLIMIT_CORE"):
+    res = getattr(resource, name)
+    soft, hard = resource.getrlimit(res)
+    if hard == resource.RLIM_INFINITY:
+        R[name] = "unlimited"; continue
+    try:
+        resource.setrlimit(res, (hard + 1, hard + 1)); R[name] = "RAISED"
+    except (ValueError, OSError) as e:
+        R[name] = "refused"
+try:
+    open("/proc/self/oom_score_adj", "w").write("-1000"); R["oom_adj"] = "LOWERED"
+except OSError as e:
+    R["oom_adj"] = err_name(e)
+out()''')
+    need(run, r)
+    for k in ("RLIMIT_NOFILE", "RLIMIT_CPU", "RLIMIT_FSIZE"):
+        check(r[k] == "refused", "%s: %s (the limit should be set and fixed)" % (k, r[k]))
+    check(r["RLIMIT_NPROC"] != "RAISED" and r["RLIMIT_AS"] != "RAISED" and
+          r["RLIMIT_CORE"] != "RAISED", "a hard limit was raised: %s" % r)
+    check(r["oom_adj"] in ("EACCES", "EPERM"), "oom_score_adj -1000 -> %s" % r["oom_adj"])
 
 
 # ---------------------------------------------------------------------- seccomp
