@@ -576,11 +576,25 @@ SYSCALLS = {  # name: (x86_64, aarch64)
     "perf_event_open": (298, 241), "keyctl": (250, 219), "add_key": (248, 217),
     "userfaultfd": (323, 282), "reboot": (169, 142), "swapon": (167, 224),
     "init_module": (175, 105), "finit_module": (313, 273),
+    # The rest of the list docs/security.md promises (None: no such call on that arch).
+    "pivot_root": (155, 41), "fsopen": (430, 430), "fsconfig": (431, 431),
+    "fsmount": (432, 432), "fspick": (433, 433), "move_mount": (429, 429),
+    "open_tree": (428, 428), "mount_setattr": (442, 442), "sethostname": (170, 161),
+    "setdomainname": (171, 162), "pidfd_getfd": (438, 438), "kcmp": (312, 272),
+    "open_by_handle_at": (304, 265), "name_to_handle_at": (303, 264),
+    "io_uring_setup": (425, 425), "request_key": (249, 218), "fanotify_init": (300, 262),
+    "move_pages": (279, 239), "migrate_pages": (256, 238), "modify_ldt": (154, None),
+    "uselib": (134, None), "vhangup": (153, 58), "delete_module": (176, 106),
+    "acct": (163, 89), "quotactl": (179, 60), "iopl": (172, None), "ioperm": (173, None),
+    "syslog": (103, 116), "clock_settime": (227, 112), "clock_adjtime": (305, 266),
+    "settimeofday": (164, 170), "adjtimex": (159, 171), "swapoff": (168, 225),
+    "personality": (135, 92), "clone": (56, 220), "clone3": (435, 435), "ioctl": (16, 29),
 }
 
 SECCOMP_HEAD = r'''
 import platform
 NR = %r[%r][0 if platform.machine() == "x86_64" else 1]
+assert NR is not None, "no such system call on " + platform.machine()
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 def A(v):
@@ -646,6 +660,80 @@ seccomp_case("reboot", 'sc(0, 0, 0, 0)')  # bad magic: EINVAL if it ever got pas
 seccomp_case("swapon", 'sc(b"/sbt-nonexistent", 0)')
 seccomp_case("init_module", 'sc(0, 0, b"")')
 seccomp_case("finit_module", 'sc(-1, b"", 0)')
+# Each call is made so that it is harmless if it ever got through, and most of them succeed or
+# fail differently for a plain user without the filter.
+seccomp_case("pivot_root", 'sc(b"/tmp", b"/tmp")')
+seccomp_case("fsopen", 'sc(b"tmpfs", 0)')
+seccomp_case("fsconfig", 'sc(-1, 0, 0, 0, 0)')
+seccomp_case("fsmount", 'sc(-1, 0, 0)')
+seccomp_case("fspick", 'sc(-100, b"/tmp", 0)')
+seccomp_case("move_mount", 'sc(-1, b"", -1, b"", 0)')
+seccomp_case("open_tree", 'sc(-100, b"/tmp", 0)')
+seccomp_case("mount_setattr", 'sc(-1, b"", 0, 0, 0)')
+seccomp_case("sethostname", 'sc(b"x", 1)')
+seccomp_case("setdomainname", 'sc(b"x", 1)')
+seccomp_case("pidfd_getfd", 'sc(-1, 0, 0)')
+seccomp_case("kcmp", 'sc(os.getpid(), os.getpid(), 0, 0, 0)')  # KCMP_FILE of fd 0 with itself
+seccomp_case("open_by_handle_at", 'sc(-1, 0, 0)')
+seccomp_case("name_to_handle_at", 'sc(-100, b"/tmp", ctypes.create_string_buffer(128), ctypes.byref(ctypes.c_int()), 0)')
+seccomp_case("io_uring_setup", 'sc(1, ctypes.create_string_buffer(120))')
+seccomp_case("request_key", 'sc(b"user", b"sbt-key", 0, 0)')
+seccomp_case("fanotify_init", 'sc(0x200, 0)')  # FAN_REPORT_FID: allowed to plain users otherwise
+seccomp_case("move_pages", 'sc(0, 0, 0, 0, 0, 0)')
+seccomp_case("migrate_pages", 'sc(0, 0, 0, 0)')
+seccomp_case("modify_ldt", 'sc(0, ctypes.create_string_buffer(16), 16)')  # read: allowed otherwise
+seccomp_case("uselib", 'sc(b"/sbt-nonexistent")')
+seccomp_case("vhangup", 'sc()')
+seccomp_case("delete_module", 'sc(b"sbt_nonexistent", 0o4000)')
+seccomp_case("acct", 'sc(0)')
+seccomp_case("quotactl", 'sc(0, 0, 0, 0)')
+seccomp_case("iopl", 'sc(0)')  # lowering to 0 is allowed to anybody otherwise
+seccomp_case("ioperm", 'sc(0x80, 1, 0)')  # dropping access is allowed to anybody otherwise
+seccomp_case("syslog", 'sc(10, 0, 0)')  # SYSLOG_ACTION_SIZE_BUFFER
+seccomp_case("clock_settime", 'sc(0, ctypes.create_string_buffer(struct.pack("qq", 0, 2000000000)))')
+seccomp_case("clock_adjtime", 'sc(0, ctypes.create_string_buffer(256))')  # modes 0: a read
+seccomp_case("settimeofday", 'sc(0, 0)')  # both NULL: a no-op otherwise
+seccomp_case("adjtimex", 'sc(ctypes.create_string_buffer(256))')  # modes 0: a read
+seccomp_case("swapoff", 'sc(b"/sbt-nonexistent")')
+seccomp_case("personality", 'sc(0x0040000)')  # ADDR_NO_RANDOMIZE
+seccomp_case("clone", 'sc(0x10000000 | 17, 0, 0, 0, 0)')  # CLONE_NEWUSER | SIGCHLD
+seccomp_case("clone3", 'sc(0, 0)')
+seccomp_case("ioctl", 'sc(0, 0x5412, b"x")')  # TIOCSTI
+
+
+def foreign_abi_case(name, body):
+    def fn():
+        check(platform.machine() == "x86_64", "x86_64 only")
+        code = SECCOMP_HEAD % (SYSCALLS, "unshare") + body + "\nout()\n"
+        run, r = probe(session("abi-" + name), code)
+        need(run, r)
+        # SIGSYS (filter kills), SIGSEGV (no ia32 emulation), or an error; never success.
+        check(r["res"] in ("SIG31", "SIG11", "EPERM", "ENOSYS"),
+              "%s -> %s" % (name, r["res"]))
+    fn.__name__ = "seccomp_foreign_abi_" + name
+    case()(fn)
+
+
+# unshare(CLONE_NEWUSER) through the i386 ABI (nr 310): push rbx; mov eax, 310;
+# mov ebx, 0x10000000; int 0x80; pop rbx; ret.
+foreign_abi_case("int80", r'''
+import mmap
+code = bytes.fromhex("53b836010000bb00000010cd805bc3")
+m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+m.write(code)
+fn = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))
+def call():
+    rc = fn()
+    if rc < 0:
+        ctypes.set_errno(-rc)
+        return -1
+    return rc
+R["res"] = in_child(call)
+''')
+# unshare(CLONE_NEWUSER) through the x32 ABI (nr | __X32_SYSCALL_BIT).
+foreign_abi_case("x32", '''
+R["res"] = in_child(lambda: libc.syscall(ctypes.c_long(0x40000000 | 272), ctypes.c_long(0x10000000)))
+''')
 
 
 # ---------------------------------------------------------------------- network
