@@ -725,6 +725,92 @@ def many_files_created():
 
 
 @case()
+def non_utf8_file_name_does_not_wedge_session():
+    a = sess("badname")
+    r = run(S, a, "open(b'bad\\xff\\xfename.txt', 'w').write('x')\nkept = 1\nprint('made')",
+            timeout=20)
+    check(r.rc == 0 and "made" in r.out and not r.bad_lines, "run: " + r.describe())
+    try:
+        lf = sbx.request({"op": "list_files", "session": a}, S.socket, timeout=10)
+    except OSError as e:
+        lf = "no answer (%s)" % e
+    check(isinstance(lf, list) and lf and lf[0].get("ok") is True, "list_files: %s" % lf)
+    nxt = run(S, a, "print(kept)", timeout=20, wall=30)
+    check(nxt.rc == 0 and nxt.out.strip() == "1", "the session after an odd file name: "
+          + nxt.describe())
+
+
+@case()
+def deep_directory_nesting():
+    a = sess("deep")
+    r = run(S, a, "import os\ntop = os.getcwd()\nfor i in range(1500):\n    os.mkdir('d')\n"
+                  "    os.chdir('d')\nopen('leaf.txt', 'w').write('x')\nos.chdir(top)\nkept = 2",
+            timeout=60, wall=90)
+    check(r.rc == 0 and r.status == "ok" and not r.bad_lines, "run: " + r.describe())
+    nxt = run(S, a, "print(kept)", timeout=30, wall=60)
+    check(nxt.rc == 0 and nxt.out.strip() == "2", "next run: " + nxt.describe())
+    lf = sbx.request1({"op": "list_files", "session": a}, S.socket, timeout=30)
+    check(lf.get("ok") is True, "list_files: %s" % str(lf)[:200])
+
+
+@case()
+def client_vanishes_during_flood():
+    a = sess("vanish")
+    p = sbx.subprocess.Popen([sbx.BIN, "exec", "--session", a, "--json"], stdin=sbx.subprocess.PIPE,
+                             stdout=sbx.subprocess.PIPE, stderr=sbx.subprocess.DEVNULL,
+                             env=S.env, start_new_session=True)
+    try:
+        p.stdin.write(b"while True:\n    print('f' * 4000)\n")
+        p.stdin.close()
+        p.stdout.read(65536)
+    finally:
+        sbx.kill_group(p)
+        p.wait()
+    time.sleep(1)
+    check(S.proc.poll() is None and S.ping(), "the service died when a client vanished "
+          "mid-stream")
+    nxt = run(S, a, "print('back')", timeout=20, wall=40)
+    check(nxt.rc == 0 and "back" in nxt.out, "the session after its client vanished: "
+          + nxt.describe())
+    neighbours_fine(why="after a client vanished mid-stream")
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@case()
+def client_that_never_reads():
+    a = sess("noread")
+    check(run(S, a, "pass").rc == 0, "setup run failed")
+    before = rss_kb(S.proc.pid)
+    s = sbx.socket.socket(sbx.socket.AF_UNIX)
+    s.setsockopt(sbx.socket.SOL_SOCKET, sbx.socket.SO_RCVBUF, 4096)
+    s.connect(S.socket)
+    try:
+        s.sendall((sbx.json.dumps({"op": "run", "session": a, "timeout_ms": 30000,
+                                   "code": "for i in range(20000):\n    print('n' * 4000)\n"
+                                           "r = 'x' * (20 << 20)\nr"}) + "\n").encode())
+        time.sleep(8)
+        t0 = time.time()
+        other = run(S, sess("noread-other"), "print('responsive')", timeout=20, wall=30)
+        took = time.time() - t0
+        grown = rss_kb(S.proc.pid) - before
+    finally:
+        s.close()
+    check(other.rc == 0 and "responsive" in other.out, "service stalled by a client that "
+          "does not read: " + other.describe())
+    check(took < 10, "another session's run took %.1fs while a client did not read" % took)
+    check(grown < 100 * 1024, "the service grew by %d MB buffering for a client that does "
+          "not read" % (grown // 1024))
+    check(S.ping(), "service died")
+
+
+@case()
 def workdir_locked_by_code():
     a = sess("lockwd")
     r = run(S, a, "import os\nos.chmod('.', 0)\nprint('locked')", timeout=20)
