@@ -98,9 +98,9 @@ def error_has_name_value_clean_traceback():
     check("inner" in tb and "1 / 0" in tb, "traceback lacks the user's frames: %r" % tb[-300:])
     check("kernel" not in tb.lower() and "runpy" not in tb and "exec(" not in tb,
           "traceback shows the kernel's own frames: %r" % tb[-400:])
-    check(r.stderr_text.strip(), "no message on stderr for exit 1")
     r2 = ok(run(s, "print(kept)"))
     check(r2.out.strip() == "yes", "state lost after an exception")
+    check(r.stderr_text.strip(), "exit 1 with --json but no message on stderr")
 
 
 @case()
@@ -329,6 +329,24 @@ def matplotlib_figure_is_png_result():
     check(pngs, "no image/png result: %s" % [(e.get("mime"), len(e.get("data", ""))) for e in r.results])
     data = base64.b64decode(pngs[0]["data"])
     check(data.startswith(PNG) and len(data) > 1000, "not a PNG (%d bytes)" % len(data))
+
+
+@case()
+def figures_shown_once_each():
+    s = session("figs")
+    r = ok(run(s, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])"))
+    check(len([e for e in r.results if e.get("mime") == "image/png"]) == 1,
+          "an open figure at the end of a run: %s" % [e.get("mime") for e in r.results])
+    r = ok(run(s, "print('no figure here')"))
+    check(not [e for e in r.results if e.get("mime") == "image/png"],
+          "the previous run's figure came back again")
+    r = ok(run(s, "for i in range(3):\n    plt.figure()\n    plt.plot([i, i + 1])\nplt.show()"))
+    pngs = [base64.b64decode(e["data"]) for e in r.results if e.get("mime") == "image/png"]
+    check(len(pngs) == 3 and all(p.startswith(PNG) for p in pngs), "%d PNGs for 3 figures"
+          % len(pngs))
+    r = ok(run(s, "import pandas as pd\npd.DataFrame({'a': [1, 2]})"))
+    check("a" in r.result_text() and "2" in r.result_text(), "DataFrame result %r"
+          % r.result_text())
 
 
 @case()
