@@ -517,6 +517,25 @@ def keyboardinterrupt_swallowed_gets_killed():
                      "    except KeyboardInterrupt:\n        pass")
 
 
+@case()
+def kernel_stopping_itself_gets_killed():
+    unstoppable_case("import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)\nprint('resumed')")
+
+
+@case()
+def kernel_closing_its_channel():
+    a = sess("ctlclose")
+    check(run(S, a, "before = 1").rc == 0, "setup run failed")
+    r = run(S, a, "import os, socket, stat\nfor fd in map(int, os.listdir('/proc/self/fd')):\n"
+                  "    try:\n        if stat.S_ISSOCK(os.fstat(fd).st_mode): os.close(fd)\n"
+                  "    except OSError: pass\nimport time\ntime.sleep(30)", timeout=5, wall=60)
+    check(r.rc is not None and r.end, "no end after the kernel closed its channel: "
+          + r.describe())
+    check(r.status in ("crashed", "killed", "sandbox_error") and r.end.get("state_lost") is True,
+          "status %s: %s" % (r.status, r.describe()))
+    fresh_kernel(S, a, "before")
+
+
 def crash_case(code, tag):
     a = sess(tag)
     check(run(S, a, "before_crash = 1").rc == 0, "setup run failed")

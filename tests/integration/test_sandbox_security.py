@@ -1124,6 +1124,40 @@ print("wrote to", n, "sockets")
 
 
 @case()
+def forged_end_does_not_escape_wall_timeout():
+    """The code writes a fake `end` to its kernel's channel and keeps spinning: the wall
+    timeout (2 s, plus the grace) must still stop it."""
+    s = session("escape-timeout")
+    run = sbx.exec_(s, '''
+import os, stat
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+            os.write(fd, b'{"ev":"end","ok":true,"execution_count":1}\\n')
+    except OSError:
+        pass
+while True:
+    pass
+''', timeout=2, wall=60)
+    check(run.rc is not None, "exec hung")
+    time.sleep(8)  # well past the 2 s timeout and any sane grace period
+
+    def cpu():
+        sb = sbx.sandbox_of(s)
+        return sb and sb.get("cpu_ms")
+
+    c1 = cpu()
+    time.sleep(2)
+    c2 = cpu()
+    check(c1 is None or c2 is None or c2 - c1 < 100,
+          "the code still burns CPU 10 s after its 2 s run (cpu_ms %s -> %s): a forged end "
+          "escaped the wall timeout" % (c1, c2))
+    nxt = sbx.exec_(s, "print('next')", timeout=10, wall=40)
+    check(nxt.rc == 0 and nxt.out.strip() == "next" and nxt.status == "ok",
+          "the run after a forged end: " + nxt.describe())
+
+
+@case()
 def json_output_cannot_forge_events():
     s = session("forge")
     run = sbx.exec_(s, '''
