@@ -115,6 +115,16 @@ def cgroup_dirs_named(ident, depth=4):
     return found
 
 
+def host_traces(ident, svc):
+    """Files under the service's dirs and host mounts that name the sandbox IDENT."""
+    found = []
+    for root, dirs, files in os.walk(svc.dir):
+        found += [os.path.join(root, n) for n in dirs + files if ident in n]
+    with open("/proc/self/mountinfo") as f:
+        found += [l.strip() for l in f if ident in l]
+    return found
+
+
 # ------------------------------------------------------------------------ memory
 
 
@@ -885,6 +895,8 @@ print("spawned")
     check(sbx.sandbox_of(a, S.socket) is None, "the killed sandbox is still listed")
     cg = sbx.wait_until(lambda: not cgroup_dirs_named(sb["id"]), 5)
     check(cg, "cgroups of the killed sandbox remain: %s" % cgroup_dirs_named(sb["id"]))
+    check(not host_traces(sb["id"], S), "host traces of the killed sandbox: %s"
+          % host_traces(sb["id"], S)[:3])
     nxt = run(S, a, "print('x' in globals())")
     check(nxt.rc == 0 and nxt.out.strip() == "False", "run after kill: " + nxt.describe())
     if nxt.start:
@@ -942,6 +954,8 @@ print("ok")''' % marker)
     check(dead, "processes of the idle sandbox remain")
     check(sbx.wait_until(lambda: not cgroup_dirs_named(sb["id"]), 5),
           "cgroups of the idle sandbox remain: %s" % cgroup_dirs_named(sb["id"]))
+    check(not host_traces(sb["id"], S2), "host traces of the idle sandbox: %s"
+          % host_traces(sb["id"], S2)[:3])
     nxt = run(S2, a, "print('idle_var' in globals())")
     check(nxt.rc == 0 and nxt.out.strip() == "False", "run after idle: " + nxt.describe())
 
