@@ -885,6 +885,9 @@ print("spawned")
     sb = sbx.sandbox_of(a, S.socket)
     check(sb, "session not in ls")
     procs += sbx.descendants(sb["pid"])
+    if os.path.exists("/sys/fs/cgroup/pids") or os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        check(cgroup_dirs_named(sb["id"]), "the live sandbox's cgroups are not found on the host "
+              "(the check after the kill would prove nothing)")
     code, _, err = S.cli("sandbox", "kill", sb["id"])
     check(code == 0, "sandbox kill: rc %s %s" % (code, err))
     gone = sbx.wait_until(lambda: not [p for p in procs if sbx.alive(p)], 10)
