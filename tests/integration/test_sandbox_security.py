@@ -939,6 +939,21 @@ out()''' % (pa["cwd"], SECRET, marker))
 
 
 @case()
+def other_sessions_sandbox_id_gives_no_access():
+    """A run that names session A but carries session B's sandbox id runs in A, never in B."""
+    a, b = session("idmix-a"), session("idmix-b")
+    rb = sbx.exec_(b, "b_secret = %r" % SECRET)
+    check(rb.rc == 0 and rb.start.get("sandbox"), "session B failed: " + rb.describe())
+    ans = sbx.request({"op": "run", "session": a, "sandbox": rb.start["sandbox"],
+                       "code": "print('b_secret' in globals())"}, timeout=60)
+    start = [e for e in ans if e.get("ev") == "start"]
+    outs = "".join(e.get("text", "") for e in ans if e.get("ev") == "stdout")
+    check(start and start[0].get("sandbox") != rb.start["sandbox"],
+          "the run went to session B's sandbox: %s" % start)
+    check(outs.strip() == "False", "session A saw session B's variable: %r" % outs)
+
+
+@case()
 def sessions_have_separate_loopback():
     a, b = session("lo-a"), session("lo-b")
     ra = sbx.exec_(a, '''
