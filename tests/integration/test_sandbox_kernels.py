@@ -500,6 +500,30 @@ def ls_stats_kill():
     check(code != 0 and err.strip(), "kill of an unknown id: rc %s" % code)
 
 
+@case()
+def new_session_race_makes_one_sandbox():
+    s = session("race")
+    box = {}
+
+    def one(i):
+        box[i] = run(s, "import time\ntime.sleep(0.3)\nprint('r%d')" % i, timeout=30, wall=60)
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(70)
+    for i in range(4):
+        r = box.get(i)
+        check(r is not None and ((r.rc == 0 and r.out.strip() == "r%d" % i) or
+                                 (r.rc == 2 and r.stderr_text.strip())),
+              "concurrent first run %d: %s" % (i, r.describe() if r else "none"))
+    mine = [sb for sb in sbx.sandboxes() if sb.get("session") == s]
+    check(len(mine) == 1, "%d sandboxes for one session" % len(mine))
+    ids = {r.start.get("sandbox") for r in box.values() if r.start}
+    check(len(ids) == 1, "runs of one session went to %d sandboxes" % len(ids))
+
+
 def sandboxd_procs(sock):
     """Host sandboxd processes serving SOCK (found through their environment)."""
     out = []
