@@ -501,6 +501,22 @@ def ls_stats_kill():
 
 
 @case()
+def ls_reports_memory_and_cpu():
+    s = session("usage")
+    ok(run(s, "import time\nblob = b'\\x01' * (100 << 20)\nt = time.process_time()\n"
+              "while time.process_time() - t < 0.5:\n    pass"))
+    sb = sbx.sandbox_of(s)
+    check(sb, "session not listed")
+    check(sb.get("mem_bytes", 0) >= 90 << 20, "mem_bytes %s with 100 MiB held" % sb.get("mem_bytes"))
+    check(sb.get("cpu_ms", 0) >= 400, "cpu_ms %s after 0.5 s of CPU" % sb.get("cpu_ms"))
+    st = sbx.request1({"op": "stats"})
+    tot = st.get("totals", {})
+    check(st.get("ok") and tot.get("sandboxes") == len(st.get("sandboxes", [])),
+          "stats totals %s for %d sandboxes" % (tot, len(st.get("sandboxes", []))))
+    check(tot.get("mem_bytes", 0) >= sb["mem_bytes"], "totals.mem_bytes below one sandbox's")
+
+
+@case()
 def new_session_race_makes_one_sandbox():
     s = session("race")
     box = {}

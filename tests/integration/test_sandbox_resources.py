@@ -43,8 +43,10 @@ S2 = None  # the service with LIMITS2
 
 def setup(ctx):
     global S, S2
-    S = sbx.Service(LIMITS, tag="res").start()
-    S2 = sbx.Service(LIMITS2, tag="res2").start()
+    S = sbx.Service(LIMITS, tag="res")  # assigned first: teardown stops what started
+    S.start()
+    S2 = sbx.Service(LIMITS2, tag="res2")
+    S2.start()
     ctx["sleeper"] = sbx.HostSleeper()
 
 

@@ -990,8 +990,9 @@ def caller_environment_never_reaches_code():
     names = {"CODEBOT_TEST_SECRET": SECRET, "ANTHROPIC_API_KEY": "sk-ant-" + SECRET,
              "OPENAI_API_KEY": "sk-" + SECRET, "CODEBOT_TOKEN": SECRET + "-tok",
              "AWS_SECRET_ACCESS_KEY": SECRET + "-aws", "REDIS_URL": "redis://:%s@h/0" % SECRET}
-    svc = sbx.Service(env=names, tag="env").start()
+    svc = sbx.Service(env=names, tag="env")
     try:
+        svc.start()
         run, r = probe(session("env", svc.socket), '''
 R["env"] = dict(os.environ)
 R["proc_env"] = []
