@@ -426,7 +426,9 @@ out()''' % host)
 
 @case()
 def no_leaked_fds():
-    forbid = [sbx.ROOT, os.path.dirname(sbx.SOCKET), "/root", "/home"]
+    # Host home dirs, not the sandbox's own working dir (/home/sandbox).
+    forbid = [sbx.ROOT, os.path.dirname(sbx.SOCKET), "/root"]
+    forbid += ["/home/" + n for n in os.listdir("/home") if n != "sandbox"]
     if os.environ.get("CODEBOT_VAR"):
         forbid.append(os.environ["CODEBOT_VAR"])
     run, r = probe(session("fds"), '''
