@@ -9,9 +9,11 @@ answers). Each case prints PASS/FAIL; the exit status is 1 when any failed.
 import base64
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -96,9 +98,9 @@ def error_has_name_value_clean_traceback():
     check("inner" in tb and "1 / 0" in tb, "traceback lacks the user's frames: %r" % tb[-300:])
     check("kernel" not in tb.lower() and "runpy" not in tb and "exec(" not in tb,
           "traceback shows the kernel's own frames: %r" % tb[-400:])
-    check(r.stderr_text.strip(), "no message on stderr for exit 1")
     r2 = ok(run(s, "print(kept)"))
     check(r2.out.strip() == "yes", "state lost after an exception")
+    check(r.stderr_text.strip(), "exit 1 with --json but no message on stderr")
 
 
 @case()
@@ -235,6 +237,38 @@ def client_disconnect_interrupts_and_keeps_state():
 
 
 @case()
+def interrupt_op_keeps_state():
+    s = session("interrupt")
+    ok(run(s, "kept = 'k'"))
+    p = subprocess.Popen([sbx.BIN, "exec", "--session", s, "--json"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        p.stdin.write(b"import time\nprint('go', flush=True)\ntime.sleep(60)\nkept = 'changed'\n")
+        p.stdin.close()
+        first = b""
+        for _ in range(5):  # start, then the stdout event
+            first += p.stdout.readline()
+            if b"go" in first:
+                break
+        ans = sbx.request1({"op": "interrupt", "session": s}, timeout=10)
+        out = p.stdout.read()
+        p.wait(30)
+    finally:
+        sbx.kill_group(p)
+        p.wait()
+    check(b"go" in first, "the run did not start: %r" % first)
+    check(ans.get("ok") is True and ans.get("running") is True, "interrupt answered %s" % ans)
+    r = sbx.Run(p.returncode, first + out, b"", True)
+    check(r.status == "interrupted" and r.rc == 1, "status %s rc %s" % (r.status, r.rc))
+    check(any(e.get("name") == "KeyboardInterrupt" for e in r.errors) or r.status == "interrupted",
+          "no KeyboardInterrupt")
+    nxt = ok(run(s, "print(kept)"))
+    check(nxt.out.strip() == "k", "state after an interrupt: %r" % nxt.out)
+    idle = sbx.request1({"op": "interrupt", "session": s}, timeout=10)
+    check(idle.get("ok") is True and idle.get("running") is False, "idle interrupt: %s" % idle)
+
+
+@case()
 def empty_code_ok():
     ok(run(session("empty"), ""))
 
@@ -295,6 +329,24 @@ def matplotlib_figure_is_png_result():
     check(pngs, "no image/png result: %s" % [(e.get("mime"), len(e.get("data", ""))) for e in r.results])
     data = base64.b64decode(pngs[0]["data"])
     check(data.startswith(PNG) and len(data) > 1000, "not a PNG (%d bytes)" % len(data))
+
+
+@case()
+def figures_shown_once_each():
+    s = session("figs")
+    r = ok(run(s, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])"))
+    check(len([e for e in r.results if e.get("mime") == "image/png"]) == 1,
+          "an open figure at the end of a run: %s" % [e.get("mime") for e in r.results])
+    r = ok(run(s, "print('no figure here')"))
+    check(not [e for e in r.results if e.get("mime") == "image/png"],
+          "the previous run's figure came back again")
+    r = ok(run(s, "for i in range(3):\n    plt.figure()\n    plt.plot([i, i + 1])\nplt.show()"))
+    pngs = [base64.b64decode(e["data"]) for e in r.results if e.get("mime") == "image/png"]
+    check(len(pngs) == 3 and all(p.startswith(PNG) for p in pngs), "%d PNGs for 3 figures"
+          % len(pngs))
+    r = ok(run(s, "import pandas as pd\npd.DataFrame({'a': [1, 2]})"))
+    check("a" in r.result_text() and "2" in r.result_text(), "DataFrame result %r"
+          % r.result_text())
 
 
 @case()
@@ -414,9 +466,11 @@ def javascript_state_persists():
 
 @case()
 def javascript_error_reported():
-    if not shutil.which("node"):
-        return
     r = run(session("jserr"), "throw new Error('jsboom');", lang="javascript")
+    if not shutil.which("node"):
+        check(r.rc in (1, 2) and "node" in (r.stderr_text + str(r.end.get("message"))).lower(),
+              "node is absent but the error does not say so: " + r.describe())
+        return
     check(r.rc == 1 and r.status == "error", "rc/status: " + r.describe())
     text = " ".join(str(e) for e in r.errors) + r.err + r.stderr_text
     check("jsboom" in text, "error text lost: " + r.describe())
@@ -429,12 +483,12 @@ def javascript_error_reported():
 def ls_stats_kill():
     s = session("manage")
     ok(run(s, "marker_var = 1"))
-    code, out, err = sbx.cli("sandbox", "ls")
-    check(code == 0 and s in out, "ls rc %s, session missing: %r" % (code, out[:300]))
-    code, out, err = sbx.cli("sandbox", "stats")
-    check(code == 0 and out.strip(), "stats rc %s %r" % (code, err[:200]))
     sb = sbx.sandbox_of(s)
     check(sb and sb.get("id") and sb.get("runs", 0) >= 1, "ls op entry %s" % sb)
+    code, out, err = sbx.cli("sandbox", "ls")
+    check(code == 0 and sb["id"] in out, "ls rc %s, sandbox missing: %r" % (code, out[:300]))
+    code, out, err = sbx.cli("sandbox", "stats")
+    check(code == 0 and out.strip(), "stats rc %s %r" % (code, err[:200]))
     code, out, err = sbx.cli("sandbox", "kill", sb["id"])
     check(code == 0, "kill rc %s %r" % (code, err))
     check(sbx.sandbox_of(s) is None, "still listed after kill")
@@ -444,6 +498,112 @@ def ls_stats_kill():
         check(r.start.get("new") is True, "start.new not set after a kill")
     code, out, err = sbx.cli("sandbox", "kill", "no-such-sandbox-" + sbx.RUN_ID)
     check(code != 0 and err.strip(), "kill of an unknown id: rc %s" % code)
+
+
+@case()
+def ls_reports_memory_and_cpu():
+    s = session("usage")
+    ok(run(s, "import time\nblob = b'\\x01' * (100 << 20)\nt = time.process_time()\n"
+              "while time.process_time() - t < 0.5:\n    pass"))
+    sb = sbx.sandbox_of(s)
+    check(sb, "session not listed")
+    check(sb.get("mem_bytes", 0) >= 90 << 20, "mem_bytes %s with 100 MiB held" % sb.get("mem_bytes"))
+    check(sb.get("cpu_ms", 0) >= 400, "cpu_ms %s after 0.5 s of CPU" % sb.get("cpu_ms"))
+    st = sbx.request1({"op": "stats"})
+    tot = st.get("totals", {})
+    check(st.get("ok") and tot.get("sandboxes") == len(st.get("sandboxes", [])),
+          "stats totals %s for %d sandboxes" % (tot, len(st.get("sandboxes", []))))
+    check(tot.get("mem_bytes", 0) >= sb["mem_bytes"], "totals.mem_bytes below one sandbox's")
+
+
+@case()
+def new_session_race_makes_one_sandbox():
+    s = session("race")
+    box = {}
+
+    def one(i):
+        box[i] = run(s, "import time\ntime.sleep(0.3)\nprint('r%d')" % i, timeout=30, wall=60)
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(70)
+    for i in range(4):
+        r = box.get(i)
+        check(r is not None and ((r.rc == 0 and r.out.strip() == "r%d" % i) or
+                                 (r.rc == 2 and r.stderr_text.strip())),
+              "concurrent first run %d: %s" % (i, r.describe() if r else "none"))
+    mine = [sb for sb in sbx.sandboxes() if sb.get("session") == s]
+    check(len(mine) == 1, "%d sandboxes for one session" % len(mine))
+    ids = {r.start.get("sandbox") for r in box.values() if r.start}
+    check(len(ids) == 1, "runs of one session went to %d sandboxes" % len(ids))
+
+
+def sandboxd_procs(sock):
+    """Host sandboxd processes serving SOCK (found through their environment)."""
+    out = []
+    want = ("CODEBOT_SANDBOX_SOCKET=" + sock).encode()
+    for p in sbx.host_procs():
+        if "sandboxd" not in p["cmd"] or p["state"] == "Z":
+            continue
+        try:
+            with open("/proc/%d/environ" % p["pid"], "rb") as f:
+                if want in f.read().split(b"\0"):
+                    out.append(p)
+        except OSError:
+            pass
+    return out
+
+
+def autostart_case(prepare):
+    d = tempfile.mkdtemp(prefix="sbt-auto-", dir="/tmp")
+    sock = os.path.join(d, "sandboxd.sock")
+    prepare(sock)
+    try:
+        box = {}
+
+        def one(i):
+            box[i] = sbx.exec_(sbx.uid("auto%d" % i), "print('auto', %d)" % i, socket_path=sock,
+                               wall=120)
+
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(130)
+        for i in range(3):
+            r = box.get(i)
+            check(r is not None and r.rc == 0 and r.out.strip() == "auto %d" % i,
+                  "exec %d with no service: %s" % (i, r.describe() if r else "none"))
+        check(sbx.ping(sock), "no service answers after exec started one")
+        procs = sandboxd_procs(sock)
+        check(len(procs) == 1, "%d sandboxd processes serve one socket" % len(procs))
+        me = os.getpid()
+        check(procs[0]["ppid"] != me, "the service is a child of the caller, not detached")
+        code, _, err = sbx.cli("sandbox", "shutdown", socket_path=sock)
+        check(code == 0, "shutdown: %s" % err)
+        check(sbx.wait_until(lambda: not [p for p in procs if sbx.alive(p)], 15),
+              "sandboxd still runs after shutdown")
+    finally:
+        if sbx.ping(sock):
+            sbx.cli("sandbox", "shutdown", socket_path=sock)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case(timeout=200)
+def exec_starts_one_service_when_none():
+    autostart_case(lambda sock: None)
+
+
+@case(timeout=200)
+def exec_replaces_a_stale_socket():
+    def stale(sock):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(sock)
+        s.close()  # the file stays, nobody listens
+
+    autostart_case(stale)
 
 
 if __name__ == "__main__":
