@@ -598,6 +598,12 @@ static void death_reason(sandbox *sb, char *msg, size_t len, const char **status
                  "out of memory (the sandbox may use %llu MiB); the kernel was "
                  "restarted and its state is lost",
                  (unsigned long long)(svc.limits.mem_bytes >> 20));
+    } else if (sig == SIGXCPU || (sig == SIGKILL && k->exit_signal == SIGXCPU)) {
+        *status = "limit";
+        snprintf(msg, len,
+                 "CPU time limit reached (%u s of CPU per process); the kernel was restarted "
+                 "and its state is lost",
+                 svc.limits.cpu_seconds);
     } else if (sig) {
         snprintf(msg, len, "the kernel died from %s (%s); its state is lost", signal_name(sig),
                  strsignal(sig));

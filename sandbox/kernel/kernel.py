@@ -89,7 +89,16 @@ def prctl(op, arg):
 
 
 def send_json(fd, obj):
-    data = (json.dumps(obj) + "\n").encode()
+    text = json.dumps(obj, ensure_ascii=False) + "\n"
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:
+        # A file name that is not UTF-8 arrives as surrogate escapes: show its bad bytes as
+        # U+FFFD rather than send the service a line it cannot parse.
+        try:
+            data = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode()
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "replace")
     view = memoryview(data)
     while view:
         try:
@@ -296,6 +305,9 @@ def session_init(req, fds, gate_r, bpf):
         os._exit(code)
 
 
+SAVED_OUT, SAVED_ERR = 4, 5
+
+
 class KernelExited(Exception):
     pass
 
@@ -325,6 +337,14 @@ def init_loop(child, ctl):
                 return
             if pid == child:
                 status[0] = os.waitstatus_to_exitcode(st) & 0xFF
+                # How the kernel ended, for the service to tell the user (a CPU-time limit
+                # is SIGXCPU, a plain crash SIGSEGV, ...).
+                try:
+                    send_json(ctl, {"ev": "exit",
+                                    "signal": os.WTERMSIG(st) if os.WIFSIGNALED(st) else 0,
+                                    "code": os.WEXITSTATUS(st) if os.WIFEXITED(st) else 0})
+                except OSError:
+                    pass
                 raise KernelExited()
 
     gc.disable()
@@ -375,15 +395,16 @@ def drop_privileges(req, bpf):
 
 
 def setup_fds(fds):
-    """ctl to fd 3 (close-on-exec), output pipes to 1 and 2, nothing else open."""
-    ctl, out, err = fds
-    for fd in (ctl, out, err):
-        if fd <= 3:
-            raise RuntimeError("unexpected low fd %d" % fd)
+    """ctl to fd 3 (close-on-exec), output pipes to 1 and 2 and, kept to put them back
+    before every run, to SAVED_OUT and SAVED_ERR (close-on-exec); nothing else open."""
+    # Out of the way first: the received fds may sit where the copies go.
+    ctl, out, err = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds)
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.dup2(ctl, 3, inheritable=False)
-    os.closerange(4, 1 << 16)
+    os.dup2(out, SAVED_OUT, inheritable=False)
+    os.dup2(err, SAVED_ERR, inheritable=False)
+    os.closerange(SAVED_ERR + 1, 1 << 16)
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -510,7 +531,21 @@ class Kernel:
 
     # ---- runs
 
+    def restore_streams(self):
+        """Code that closed or redirected fds 1 and 2 (or sys.stdout) gets them back, so the
+        next run still streams its output."""
+        for saved, fd in ((SAVED_OUT, 1), (SAVED_ERR, 2)):
+            try:
+                os.dup2(saved, fd)
+            except OSError:
+                pass
+        if getattr(sys.stdout, "closed", True):
+            sys.stdout = self.stream(1)
+        if getattr(sys.stderr, "closed", True):
+            sys.stderr = self.stream(2)
+
     def run(self, req):
+        self.restore_streams()
         self.count += 1
         lang = req.get("lang") or "python"
         code = req.get("code")
