@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev libhiredis-dev
       libseccomp-dev libwebsockets-dev redis-server python3 python3-numpy python3-pandas
-      python3-matplotlib python3-websockets python3-aiohttp)
+      python3-matplotlib python3-websockets python3-aiohttp valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
