@@ -18,6 +18,9 @@
 
 typedef struct adapter adapter;
 
+/* Attachments reach the bot with their DATA: the adapter downloads them first (with the
+ * platform's credentials, which the core never sees). One with only a URL is reported to the
+ * user as not fetched. */
 typedef struct adapter_attachment {
     const char *filename;
     const char *mime;
@@ -75,6 +78,11 @@ typedef struct adapter_policy {
     size_t max_upload_bytes;       /* largest file the platform takes */
     int streams;                   /* 1: no editing; print each event as it comes */
 } adapter_policy;
+
+/* A deep copy of M (strings and attachment data), for a message that must outlive the
+ * callback that delivered it (a queued message). NULL on ENOMEM. */
+adapter_msg *adapter_msg_dup(const adapter_msg *m);
+void adapter_msg_free(adapter_msg *m);
 
 struct adapter {
     const adapter_ops *ops;

@@ -18,7 +18,7 @@
 
 typedef struct queued {
     struct queued *next;
-    char *user, *text, *msg_id, *reply_to;
+    adapter_msg *m;
 } queued;
 
 typedef struct chan {
@@ -87,10 +87,7 @@ static void notify_idle(chan *c)
 
 static void free_queued(queued *q)
 {
-    free(q->user);
-    free(q->text);
-    free(q->msg_id);
-    free(q->reply_to);
+    adapter_msg_free(q->m);
     free(q);
 }
 
@@ -141,13 +138,7 @@ static void start_next(chan *c)
         if (!c->head)
             c->tail = NULL;
         c->queued_n--;
-        adapter_msg m = {.platform = c->platform,
-                         .channel = c->channel,
-                         .user = q->user,
-                         .text = q->text,
-                         .msg_id = q->msg_id,
-                         .reply_to = q->reply_to};
-        start_msg(c, &m);
+        start_msg(c, q->m);
         free_queued(q);
     }
 }
@@ -159,12 +150,8 @@ static int enqueue(chan *c, const adapter_msg *m)
     queued *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
-    q->user = m->user ? strdup(m->user) : NULL;
-    q->text = strdup(m->text);
-    q->msg_id = m->msg_id ? strdup(m->msg_id) : NULL;
-    q->reply_to = m->reply_to ? strdup(m->reply_to) : NULL;
-    if (!q->text) {
-        free_queued(q);
+    if (!(q->m = adapter_msg_dup(m))) {
+        free(q);
         return -ENOMEM;
     }
     if (c->tail)

@@ -52,6 +52,8 @@ struct turn {
     unsigned figures;
     struct artifact *artifacts; /* this attempt's figures and files, sent if it is the last */
     int service_restarted;      /* the sandbox service was started again for this turn */
+    struct upfile *files;       /* attachments to put into the working directory */
+    size_t n_files, n_unfetched;
     uv_work_t ensure_work;
     int ensure_rc;
     int pending; /* operations started and not answered yet */
@@ -59,6 +61,13 @@ struct turn {
     int cancelled;
     int decided; /* outcome chosen: no new operations start */
 };
+
+typedef struct upfile {
+    struct turn *t;
+    char *name;
+    void *data;
+    size_t size;
+} upfile;
 
 typedef struct artifact {
     struct artifact *next;
@@ -94,6 +103,11 @@ static void drop_artifacts(turn *t)
 static void turn_free(turn *t)
 {
     drop_artifacts(t);
+    for (size_t i = 0; i < t->n_files; i++) {
+        free(t->files[i].name);
+        free(t->files[i].data);
+    }
+    free(t->files);
     for (size_t i = 0; i < t->n_hist; i++) {
         free((char *)t->hist[i].role);
         free((char *)t->hist[i].content);
@@ -613,6 +627,109 @@ static void on_sandbox_id(void *ud, int status, const char *value)
     on_load_answered(t);
 }
 
+/* A file name for the working directory: the last path component, no control characters,
+ * never empty, "." or "..". */
+static char *safe_name(const char *name, size_t index)
+{
+    const char *base = name ? name : "";
+    for (const char *p = base; *p; p++)
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    strbuf b = {0};
+    for (const char *p = base; *p && b.len < 200; p++)
+        strbuf_append(&b, (unsigned char)*p < 0x20 || *p == 0x7f ? "_" : p, 1);
+    if (!b.len || strcmp(strbuf_str(&b), ".") == 0 || strcmp(strbuf_str(&b), "..") == 0) {
+        strbuf_reset(&b);
+        strbuf_printf(&b, "attachment-%zu", index + 1);
+    }
+    return strbuf_steal(&b);
+}
+
+/* Attachments with data are kept to be put into the sandbox; the model is told their names
+ * with the task (and so is the history: later turns know the files are there). */
+static int copy_attachments(turn *t, const adapter_msg *m)
+{
+    if (!m->n_attachments)
+        return 0;
+    t->files = calloc(m->n_attachments, sizeof *t->files);
+    if (!t->files)
+        return -ENOMEM;
+    strbuf names = {0};
+    for (size_t i = 0; i < m->n_attachments; i++) {
+        const adapter_attachment *a = &m->attachments[i];
+        if (!a->data) {
+            t->n_unfetched++;
+            continue;
+        }
+        upfile *f = &t->files[t->n_files];
+        f->t = t;
+        f->name = safe_name(a->filename, i);
+        f->data = malloc(a->size ? a->size : 1);
+        if (!f->name || !f->data) {
+            free(f->name);
+            free(f->data);
+            strbuf_free(&names);
+            return -ENOMEM;
+        }
+        memcpy(f->data, a->data, a->size);
+        f->size = a->size;
+        t->n_files++;
+        strbuf_printf(&names, "%s%s", names.len ? ", " : "", f->name);
+    }
+    if (names.len) {
+        strbuf task = {0};
+        strbuf_printf(&task, "%s\n\n(Attached files, saved in the working directory: %s)", t->text,
+                      strbuf_str(&names));
+        free(t->text);
+        t->text = strbuf_steal(&task);
+    }
+    strbuf_free(&names);
+    return t->text ? 0 : -ENOMEM;
+}
+
+static void on_file_put(void *ud, const cJSON *reply, const char *error)
+{
+    upfile *f = ud;
+    turn *t = f->t;
+    const cJSON *ok = reply ? cJSON_GetObjectItemCaseSensitive(reply, "ok") : NULL;
+    const char *why = error ? error : reply ? json_str(reply, "error") : NULL;
+    char note[512];
+    if (cJSON_IsTrue(ok))
+        snprintf(note, sizeof note, "📎 %s (%zu bytes) is in the working directory.", f->name,
+                 f->size);
+    else
+        snprintf(note, sizeof note, "⚠️ %s could not be saved in the sandbox: %s", f->name,
+                 why ? why : "no answer");
+    live_note(t->lv, note);
+    on_load_answered(t);
+}
+
+/* Puts the attachments into the working directory; the first attempt waits for them. */
+static void put_files(turn *t)
+{
+    if (t->n_unfetched)
+        live_note(t->lv, "⚠️ Some attachments could not be downloaded from the platform.");
+    for (size_t i = 0; i < t->n_files; i++) {
+        upfile *f = &t->files[i];
+        strbuf b64 = {0};
+        cJSON *req = cJSON_CreateObject();
+        if (req && base64_encode(&b64, f->data, f->size) == 0) {
+            cJSON_AddStringToObject(req, "op", "put_file");
+            cJSON_AddStringToObject(req, "session", t->session);
+            cJSON_AddStringToObject(req, "path", f->name);
+            cJSON_AddStringToObject(req, "data", strbuf_str(&b64));
+            t->loads++;
+            t->pending++;
+            if (sbx_request(t->ctx.loop, req, on_file_put, f) != 0) {
+                t->loads--;
+                t->pending--;
+            }
+        }
+        cJSON_Delete(req);
+        strbuf_free(&b64);
+    }
+}
+
 static int copy_msg(turn *t, const adapter_msg *m)
 {
     t->platform = strdup(m->platform);
@@ -620,13 +737,15 @@ static int copy_msg(turn *t, const adapter_msg *m)
     t->text = strdup(m->text);
     t->reply_to = m->msg_id ? strdup(m->msg_id) : NULL;
     t->session = turn_session_key(m->platform, m->channel);
-    return t->platform && t->channel && t->text && t->session ? 0 : -ENOMEM;
+    if (!t->platform || !t->channel || !t->text || !t->session)
+        return -ENOMEM;
+    return copy_attachments(t, m);
 }
 
-static int classify(turn *t)
+static int classify(turn *t, const char *text)
 {
     char *code = NULL, *lang = NULL;
-    int rc = codeblock_parse_message(t->text, &code, &lang);
+    int rc = codeblock_parse_message(text, &code, &lang);
     if (rc < 0)
         return rc;
     t->direct = rc == 1;
@@ -650,6 +769,7 @@ static void begin(turn *t)
         return;
     }
     t->loads = 1;
+    put_files(t);
     if (t->ctx.st) {
         t->loads += 2;
         t->pending += 2;
@@ -677,7 +797,7 @@ int turn_start(const turn_ctx *ctx, adapter *a, const adapter_msg *m, turn_done_
     t->ud = ud;
     int rc = copy_msg(t, m);
     if (rc == 0)
-        rc = classify(t);
+        rc = classify(t, m->text);
     if (rc == 0)
         rc = live_new(ctx->loop, a, t->channel, t->reply_to, t->max_attempts, &t->lv);
     if (rc) {

@@ -222,3 +222,38 @@ TEST(commands_answer_at_once)
     say_in(2, "cancel");
     CHECK(find(2, "Nothing is running") >= 0);
 }
+
+static int attachments_done(void)
+{
+    return find(3, "rows 2") >= 0 && find(3, "Done") >= 0 && channels_running(cs) == 0;
+}
+
+TEST(attachments_land_in_the_working_directory_also_when_queued)
+{
+    setup();
+    snprintf(chan_names[3], sizeof chan_names[3], "c3-%d", (int)getpid());
+    adapter_msg busy = {.platform = "fake",
+                        .channel = chan_names[3],
+                        .user = "u",
+                        .text = "```python\nimport time\ntime.sleep(1)\n```",
+                        .msg_id = "q"};
+    fk.on_message(fk.ud, &busy);
+    static const char csv[] = "a,b\n1,2\n3,4\n";
+    adapter_attachment att[] = {
+        {.filename = "../../etc/data.csv", .mime = "text/csv", .data = csv, .size = sizeof csv - 1},
+        {.filename = "remote.bin", .url = "https://example.invalid/remote.bin"}};
+    adapter_msg m = {.platform = "fake",
+                     .channel = chan_names[3],
+                     .user = "u",
+                     .text = "```python\nimport pandas as pd\nprint('rows', len(pd.read_csv("
+                             "'data.csv')))\n```",
+                     .msg_id = "q2",
+                     .attachments = att,
+                     .n_attachments = 2};
+    fk.on_message(fk.ud, &m);
+    CHECK(find(3, "Queued") >= 0);
+    run_until(attachments_done, 60000);
+    CHECK(find(3, "rows 2") >= 0);
+    CHECK(find(3, "data.csv (12 bytes) is in the working directory") >= 0);
+    CHECK(find(3, "could not be downloaded") >= 0);
+}

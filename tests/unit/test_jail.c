@@ -359,8 +359,14 @@ TEST(isolation_seen_from_inside)
                   "'PYTHONUNBUFFERED', 'TERM', 'USER']\n");
     expect_output(&s, "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))",
                   "['1', '2']\n");
-    /* Nothing of the zygote or the service leaked: stdin, stdout, stderr, ctl and listdir's. */
-    expect_output(&s, "print(sorted(os.listdir('/proc/self/fd')))", "['0', '1', '2', '3', '4']\n");
+    /* Nothing of the zygote or the service leaked: stdin, stdout, stderr, ctl, the kernel's
+     * copies of the two output pipes (4, 5) and listdir's. */
+    expect_output(&s, "print(sorted(os.listdir('/proc/self/fd')))",
+                  "['0', '1', '2', '3', '4', '5', '6']\n");
+    expect_output(&s,
+                  "import os\nprint(sorted(os.readlink('/proc/self/fd/%d' % f).split(':')[0] "
+                  "for f in (1, 2, 4, 5)))",
+                  "['pipe', 'pipe', 'pipe', 'pipe']\n");
     expect_output(&s,
                   "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                   "r = libc.unshare(0x10000000)\nprint(r, ctypes.get_errno())\n"
