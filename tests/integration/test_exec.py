@@ -571,11 +571,15 @@ def service_pid(sock_path):
         return None
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            for fd in os.listdir("/proc/%s/fd" % pid):
-                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == "socket:[%s]" % inode:
-                    return int(pid)
+            fds = os.listdir("/proc/%s/fd" % pid)
         except OSError:
             continue
+        for fd in fds:
+            try:  # descriptors come and go while we look
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == "socket:[%s]" % inode:
+                    return int(pid)
+            except OSError:
+                pass
     return None
 
 
