@@ -13,6 +13,7 @@ down at the end. CODEBOT_BIN names the binary (default build/codebot); BENCH_RUN
 the number of runs."""
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -167,6 +168,7 @@ def main():
         bench_concurrent()
     finally:
         subprocess.run([BIN, "sandbox", "shutdown"], env=ENV, stdout=subprocess.DEVNULL)
+        shutil.rmtree(HOME, ignore_errors=True)
 
 
 if __name__ == "__main__":

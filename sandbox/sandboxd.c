@@ -38,6 +38,7 @@
 #define READY_TIMEOUT_MS 30000
 #define FILE_OP_TIMEOUT_MS 60000
 #define SESSION_MAX 200
+#define REQUEST_TIMEOUT_MS 10000 /* a client that connects says what it wants by then */
 /* During the grace period SIGINT is repeated this often: a signal that reaches the kernel
  * between two cells (before the code started, or while it reports) is ignored there. */
 #define RESIGNAL_MS 200
@@ -60,6 +61,7 @@ struct conn {
     job *job;
     int have_request, finishing, closing;
     unsigned writes;
+    uint64_t accepted_ms;
 };
 
 struct job {
@@ -1084,6 +1086,9 @@ static void on_sb_timer(uv_timer_t *t)
 static void sweep_idle(uv_timer_t *t)
 {
     uint64_t now = now_ms();
+    for (conn *c = svc.conns; c; c = c->next)
+        if (!c->have_request && !c->closing && now - c->accepted_ms >= REQUEST_TIMEOUT_MS)
+            conn_close(c);
     sandbox *next;
     for (sandbox *sb = svc.list; sb; sb = next) {
         next = sb->next;
@@ -1382,6 +1387,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     uv_pipe_init(svc.loop, &c->h, 0);
     c->h.data = c;
+    c->accepted_ms = now_ms();
     linebuf_init(&c->lb, MAX_LINE);
     c->next = svc.conns;
     if (svc.conns)

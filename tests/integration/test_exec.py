@@ -463,6 +463,20 @@ def malformed_requests_get_an_error():
 
 
 @case
+def a_silent_client_is_dropped():
+    check(exec_("silent", "pass\n")[0] == 0, "service up")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(SOCK)
+    s.settimeout(20)
+    t0 = time.monotonic()
+    check(s.recv(100) == b"", "expected the service to hang up")
+    took = time.monotonic() - t0
+    s.close()
+    check(8 < took < 15, "hung up after %.1f s" % took)
+    check(request({"op": "ping"})[0]["ok"] is True, "service still up")
+
+
+@case
 def idle_sandboxes_are_destroyed():
     home = os.path.join(HOME, "idle")
     os.makedirs(home, exist_ok=True)
@@ -571,11 +585,15 @@ def service_pid(sock_path):
         return None
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            for fd in os.listdir("/proc/%s/fd" % pid):
-                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == "socket:[%s]" % inode:
-                    return int(pid)
+            fds = os.listdir("/proc/%s/fd" % pid)
         except OSError:
             continue
+        for fd in fds:
+            try:  # descriptors come and go while we look
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == "socket:[%s]" % inode:
+                    return int(pid)
+            except OSError:
+                pass
     return None
 
 
