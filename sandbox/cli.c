@@ -150,6 +150,14 @@ static void exec_on_event(void *ud, const char *ev, const cJSON *o)
     exec_state *st = ud;
     if (st->json) {
         write_json_line(o);
+        /* The contract: a run that raised exits 1 with a message on stderr, in JSON mode
+         * too; the event itself is on stdout. */
+        if (strcmp(ev, "error") == 0) {
+            char line[600];
+            snprintf(line, sizeof(line), "codebot: %s: %s\n", str_field(o, "name"),
+                     str_field(o, "value"));
+            write_str(2, line);
+        }
         return;
     }
     if (strcmp(ev, "error") == 0) {

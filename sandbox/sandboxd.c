@@ -112,6 +112,8 @@ struct sandbox {
     enum timer_phase phase;
     uv_timer_t flush;
     int open_timers;
+    /* CPU used while no run is active (see watch_idle_cpu) */
+    uint64_t watch_ms, watch_cpu, busy_ms;
 };
 
 static struct {
@@ -122,7 +124,7 @@ static struct {
     jail_zygote z;
     int z_up, z_failures;
     jail_limits limits;
-    uint64_t timeout_ms, grace_ms, output_max, idle_ms;
+    uint64_t timeout_ms, grace_ms, output_max, idle_ms, idle_cpu_ms;
     unsigned sock_mode;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int lock_fd, listening, stopping;
@@ -177,9 +179,11 @@ static int read_config(void)
     if (env_u64("CODEBOT_SANDBOX_TIMEOUT_MS", 120000, 1, 86400000, &svc.timeout_ms) ||
         env_u64("CODEBOT_SANDBOX_GRACE_MS", 3000, 1, 600000, &svc.grace_ms) ||
         env_u64("CODEBOT_SANDBOX_OUTPUT_MAX", 1 << 20, 1, (uint64_t)1 << 32, &svc.output_max) ||
-        env_u64("CODEBOT_SANDBOX_IDLE_S", 1800, 1, 86400 * 365, &idle_s))
+        env_u64("CODEBOT_SANDBOX_IDLE_S", 1800, 1, 86400 * 365, &idle_s) ||
+        env_u64("CODEBOT_SANDBOX_IDLE_CPU_S", 5, 1, 86400, &svc.idle_cpu_ms))
         return -EINVAL;
     svc.idle_ms = idle_s * 1000;
+    svc.idle_cpu_ms *= 1000;
     return jail_limits_from_env(&svc.limits);
 }
 
@@ -1083,6 +1087,37 @@ static void on_sb_timer(uv_timer_t *t)
     pump(sb);
 }
 
+/* Code in a sandbox can keep working after its run ended: background processes, threads,
+ * or code that wrote a forged "end" to its kernel's channel (it runs in the kernel's process
+ * and can always speak for it) to escape the wall timeout. No run is active, so nothing
+ * else bounds it: a sandbox that keeps a CPU busy for idle_cpu_ms while idle is destroyed.
+ * 1 when SB was destroyed. */
+static int watch_idle_cpu(sandbox *sb, uint64_t now)
+{
+    uint64_t mem, cpu;
+    if (sb->cur || sb->qhead || !sb->k || !sb->k->ready || jail_stats(sb->id, &mem, &cpu) < 0) {
+        sb->watch_ms = sb->busy_ms = 0;
+        return 0;
+    }
+    if (sb->watch_ms && now > sb->watch_ms) {
+        /* On a loaded host a spinning process gets far less than a CPU: a quarter counts as
+         * busy; only below a tenth is the sandbox idle again. */
+        uint64_t wall = now - sb->watch_ms, used = cpu >= sb->watch_cpu ? cpu - sb->watch_cpu : 0;
+        if (used * 4 >= wall)
+            sb->busy_ms += wall;
+        else if (used * 10 < wall)
+            sb->busy_ms = 0;
+    }
+    sb->watch_ms = now;
+    sb->watch_cpu = cpu;
+    if (sb->busy_ms < svc.idle_cpu_ms)
+        return 0;
+    log_warn(MOD, "%s (session %s): busy for %llu ms with no run active", sb->id, sb->session,
+             (unsigned long long)sb->busy_ms);
+    sandbox_destroy(sb, "stopped: its code kept running after its run had ended");
+    return 1;
+}
+
 static void sweep_idle(uv_timer_t *t)
 {
     uint64_t now = now_ms();
@@ -1094,6 +1129,8 @@ static void sweep_idle(uv_timer_t *t)
         next = sb->next;
         if (!sb->cur && !sb->qhead && now - sb->used_ms >= svc.idle_ms)
             sandbox_destroy(sb, "idle");
+        else
+            watch_idle_cpu(sb, now);
     }
 }
 

@@ -306,6 +306,7 @@ def session_init(req, fds, gate_r, bpf):
 
 
 SAVED_OUT, SAVED_ERR = 4, 5
+KERNEL_FILE = os.path.abspath(__file__)
 
 
 class KernelExited(Exception):
@@ -435,6 +436,8 @@ class Kernel:
         self.pid = os.getpid()
         self.count = 0
         self.in_user = False
+        self.running = False
+        self.pending_interrupt = False
         self.bash = None
         self.node = None
         self.buf = b""
@@ -464,6 +467,9 @@ class Kernel:
     def on_sigint(self, signum, frame):
         if self.in_user:
             raise KeyboardInterrupt
+        if self.running:
+            # The run's code has not started yet: it is interrupted as soon as it does.
+            self.pending_interrupt = True
         for child in (self.bash, self.node):
             if child is not None and child.busy:
                 child.interrupt()
@@ -545,6 +551,13 @@ class Kernel:
             sys.stderr = self.stream(2)
 
     def run(self, req):
+        self.running, self.pending_interrupt = True, False
+        try:
+            self.run_request(req)
+        finally:
+            self.running, self.pending_interrupt = False, False
+
+    def run_request(self, req):
         self.restore_streams()
         self.count += 1
         lang = req.get("lang") or "python"
@@ -602,6 +615,8 @@ class Kernel:
             lastc = compile(last, name, "eval") if last is not None else None
             self.in_user = True
             try:
+                if self.pending_interrupt:
+                    raise KeyboardInterrupt
                 exec(body, g)
                 value = eval(lastc, g) if lastc is not None else None
             finally:
@@ -692,7 +707,12 @@ def user_traceback(e):
         tb = tb.tb_next
     if tb is None:
         return public("".join(traceback.format_exception_only(type(e), e)))
-    return public("".join(traceback.format_exception(type(e), e, tb)))
+    # The kernel's frames also stand at the end when it raised into the code (the SIGINT
+    # handler's KeyboardInterrupt): leave them out wherever they are.
+    frames = [f for f in traceback.extract_tb(tb) if f.filename != KERNEL_FILE]
+    return public("Traceback (most recent call last):\n" +
+                  "".join(traceback.format_list(frames)) +
+                  "".join(traceback.format_exception_only(type(e), e)))
 
 
 # ---------------------------------------------------------------- bash and node children
