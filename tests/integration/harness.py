@@ -116,6 +116,17 @@ def console(messages, env, timeout=120):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
+def read_until(p, marker, seen=b"", timeout=60):
+    """Reads P's stdout until MARKER has appeared; returns everything read so far."""
+    deadline = time.time() + timeout
+    while marker not in seen:
+        expect(time.time() < deadline, f"timed out waiting for {marker!r}", seen.decode())
+        chunk = os.read(p.stdout.fileno(), 4096)
+        expect(chunk, f"output ended before {marker!r}", seen.decode())
+        seen += chunk
+    return seen
+
+
 def expect(cond, what, context=""):
     if not cond:
         raise AssertionError(what + ("\n--- context ---\n" + context[-3000:] if context else ""))

@@ -5,7 +5,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FakeLLM, base_env, case, console, expect, finish  # noqa: E402
+from harness import FakeLLM, base_env, case, console, expect, finish, read_until  # noqa: E402
 
 
 def user_texts(req):
@@ -180,16 +180,6 @@ def redis_down_keeps_serving():
     expect("works without redis" in out and "and again" in out, "the turns ran", out)
     expect(err.count("not being saved") == 1, "says once that history is not being saved", err)
 
-
-def read_until(p, marker, seen=b"", timeout=60):
-    import time
-    deadline = time.time() + timeout
-    while marker not in seen:
-        expect(time.time() < deadline, f"timed out waiting for {marker!r}", seen.decode())
-        chunk = os.read(p.stdout.fileno(), 4096)
-        expect(chunk, f"output ended before {marker!r}", seen.decode())
-        seen += chunk
-    return seen
 
 
 @case

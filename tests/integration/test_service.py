@@ -8,19 +8,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, FakeLLM, base_env, case, console, expect, finish  # noqa: E402
+from harness import BIN, FakeLLM, base_env, case, console, expect, finish, read_until  # noqa: E402
 
 SECRET = "sk-ant-SECRET-0123456789abcdef"
 
-
-def read_until(p, marker, seen=b"", timeout=60):
-    deadline = time.time() + timeout
-    while marker not in seen:
-        expect(time.time() < deadline, f"timed out waiting for {marker!r}", seen.decode())
-        chunk = os.read(p.stdout.fileno(), 4096)
-        expect(chunk, f"output ended before {marker!r}", seen.decode())
-        seen += chunk
-    return seen
 
 
 @case

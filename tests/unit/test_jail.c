@@ -186,18 +186,42 @@ static void expect_output(session *s, const char *code, const char *want)
     CHECK_STR(strbuf_str(&s->stdout_), want);
 }
 
-static int pid_alive(pid_t pid)
+/* The test's own copies: ctl, what was read, the events. */
+static void session_free(session *s)
 {
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d", (int)pid);
-    return access(p, F_OK) == 0;
+    if (s->ctl > 0)
+        close(s->ctl);
+    s->ctl = -1;
+    strbuf_free(&s->rbuf);
+    strbuf_free(&s->stdout_);
+    strbuf_free(&s->stderr_);
+    cJSON_Delete(s->events);
+    s->events = NULL;
+}
+
+/* 1 when PID no longer runs: gone, or a zombie waiting for its parent to reap it. */
+static int pid_ended(pid_t pid)
+{
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *close = strrchr(buf, ')');
+    return close && close[1] == ' ' && close[2] == 'Z';
 }
 
 static void finish(session *s)
 {
     CHECK_INT(jail_destroy(s->id, s->pid), 0);
-    CHECK(!pid_alive(s->pid) || 1); /* may be a zombie until the zygote reaps it */
+    for (int i = 0; i < 200 && !pid_ended(s->pid); i++)
+        usleep(10000);
+    CHECK(pid_ended(s->pid));
     jail_zygote_stop(&s->z);
+    session_free(s);
 }
 
 TEST(run_print_result_error)
@@ -318,6 +342,7 @@ TEST(destroy_leaves_nothing)
     CHECK_INT(jail_destroy(s.id, s.pid), 0); /* idempotent */
     CHECK_INT(jail_stats(s.id, &(uint64_t){0}, &(uint64_t){0}), -ENOENT);
     jail_zygote_stop(&s.z);
+    session_free(&s);
 }
 
 TEST(memory_limit_kills_and_reports_oom)
@@ -497,6 +522,7 @@ TEST(sessions_are_apart)
     expect_output(&t, "import os\nprint(os.path.exists('/tmp/mine'), os.getuid())",
                   "False 10001\n");
     CHECK_INT(jail_destroy(t.id, t.pid), 0);
+    session_free(&t);
     finish(&s);
 }
 
@@ -709,7 +735,9 @@ TEST(without_cgroups_rlimits_bound_the_session)
     CHECK_INT(jail_destroy(s.id, s.pid), 0);
     struct pollfd p = {pidfd, POLLIN, 0};
     CHECK_INT(poll(&p, 1, 5000), 1);
+    close(pidfd);
     jail_zygote_stop(&s.z);
+    session_free(&s);
 }
 
 TEST(big_file_round_trip)

@@ -8,6 +8,12 @@ typedef struct seen {
     int events;
 } seen;
 
+static void seen_free(seen *s)
+{
+    strbuf_free(&s->out[0]);
+    strbuf_free(&s->out[1]);
+}
+
 static void collect(void *ud, int stream, const char *text, size_t len)
 {
     seen *s = ud;
@@ -29,6 +35,7 @@ TEST(passes_text_through_under_the_cap)
     CHECK_STR(s.out[1].data, "oops\n");
     CHECK_INT(oc.dropped, 0);
     outcap_free(&oc);
+    seen_free(&s);
 }
 
 TEST(holds_back_a_split_character)
@@ -45,6 +52,7 @@ TEST(holds_back_a_split_character)
     CHECK_STR(s.out[0].data, "a\xc3\xa9\xe2\x82\xac");
     CHECK(outcap_finish(&oc) == 0);
     outcap_free(&oc);
+    seen_free(&s);
 }
 
 TEST(repairs_invalid_bytes_and_a_truncated_end)
@@ -60,6 +68,7 @@ TEST(repairs_invalid_bytes_and_a_truncated_end)
     CHECK(outcap_finish(&oc) == 0);
     CHECK_STR(s.out[1].data, "x\xef\xbf\xbdy\xef\xbf\xbd\xef\xbf\xbd");
     outcap_free(&oc);
+    seen_free(&s);
 }
 
 TEST(keeps_head_and_tail_of_a_flood)
@@ -88,6 +97,7 @@ TEST(keeps_head_and_tail_of_a_flood)
     CHECK_INT(n, 1000 + strlen(marker) + OUTCAP_TAIL);
     CHECK(s.out[0].data[n - 100] == 'E');
     outcap_free(&oc);
+    seen_free(&s);
 }
 
 TEST(one_huge_line_without_newline)
@@ -107,6 +117,7 @@ TEST(one_huge_line_without_newline)
     CHECK(strstr(s.out[0].data, "y\n[... 3 bytes dropped ...]\n") != NULL);
     CHECK(memcmp(s.out[0].data + s.out[0].len - 3, "END", 3) == 0);
     outcap_free(&oc);
+    seen_free(&s);
 }
 
 TEST(tail_keeps_streams_apart_and_never_splits_characters)
@@ -132,4 +143,5 @@ TEST(tail_keeps_streams_apart_and_never_splits_characters)
     CHECK_INT(oc.dropped, 2 * OUTCAP_TAIL - (OUTCAP_TAIL - 6));
     strbuf_free(&big);
     outcap_free(&oc);
+    seen_free(&s);
 }

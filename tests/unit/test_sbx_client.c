@@ -198,6 +198,8 @@ TEST(run_events_split_across_reads)
     CHECK(cJSON_GetObjectItem(req, "sandbox") == NULL);
     CHECK(F.request.data[F.request.len - 1] == '\n');
     cJSON_Delete(req);
+    strbuf_free(&s.out);
+    strbuf_free(&s.err);
 }
 
 TEST(unreachable_service_ends_the_run_once)
@@ -213,6 +215,8 @@ TEST(unreachable_service_ends_the_run_once)
     CHECK_INT(s.end.ok, 0);
     CHECK_STR(s.status, "sandbox_error");
     CHECK(strstr(s.message, "/nonexistent/dir/s.sock") != NULL);
+    strbuf_free(&s.out);
+    strbuf_free(&s.err);
 }
 
 TEST(service_closing_midway_is_a_sandbox_error)
@@ -232,6 +236,8 @@ TEST(service_closing_midway_is_a_sandbox_error)
     CHECK_STR(s.out.data, "partial");
     CHECK_STR(s.status, "sandbox_error");
     CHECK(strstr(s.message, "closed") != NULL);
+    strbuf_free(&s.out);
+    strbuf_free(&s.err);
 }
 
 TEST(cancel_half_closes_and_still_gets_the_real_end)
@@ -260,6 +266,8 @@ TEST(cancel_half_closes_and_still_gets_the_real_end)
     CHECK_INT(s.ends, 1);
     CHECK_STR(s.status, "interrupted");
     CHECK_STR(s.message, "from server");
+    strbuf_free(&s.out);
+    strbuf_free(&s.err);
 }
 
 TEST(refused_run_reports_the_service_error)
@@ -275,6 +283,8 @@ TEST(refused_run_reports_the_service_error)
     uv_run(loop, UV_RUN_DEFAULT);
     CHECK_STR(s.status, "sandbox_error");
     CHECK_STR(s.message, "unknown language");
+    strbuf_free(&s.out);
+    strbuf_free(&s.err);
 }
 
 TEST(invalid_run_options_fail_without_callback)
@@ -288,6 +298,8 @@ TEST(invalid_run_options_fail_without_callback)
     CHECK_INT(sbx_run_start(loop, &o, &CBS, &s, NULL), -EINVAL);
     uv_run(loop, UV_RUN_DEFAULT);
     CHECK_INT(s.ends, 0);
+    strbuf_free(&s.out);
+    strbuf_free(&s.err);
 }
 
 typedef struct reply {
@@ -359,6 +371,8 @@ TEST(big_output_line_arrives_whole)
     CHECK_INT(s.out.len, 5 << 20);
     CHECK(memcmp(s.out.data, "abab", 4) == 0);
     CHECK_STR(s.status, "ok");
+    strbuf_free(&s.out);
+    strbuf_free(&s.err);
 }
 
 TEST(socket_path_from_the_environment)
