@@ -57,6 +57,7 @@ GET_FILE_MAX = 32 << 20
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+CLONE_NEWCGROUP = 0x02000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_MOVE = 32, 8192
 MNT_DETACH = 2
@@ -288,6 +289,12 @@ def session_init(req, fds, gate_r, bpf):
         if go != b"g":
             os._exit(0)
         os.close(gate_r)
+        # Now that the service has put us in the session's cgroups: a cgroup namespace rooted
+        # there, so the code sees "/" and not the host's cgroup layout. Where the kernel has
+        # none, the session goes on without it.
+        if libc.unshare(CLONE_NEWCGROUP) != 0:
+            print("session init: no cgroup namespace: %s" % os.strerror(ctypes.get_errno()),
+                  file=sys.stderr)
         c = os.fork()
         if c == 0:
             session_kernel(req, fds, bpf)

@@ -392,6 +392,11 @@ TEST(isolation_seen_from_inside)
                   "import os\nprint(sorted(os.readlink('/proc/self/fd/%d' % f).split(':')[0] "
                   "for f in (1, 2, 4, 5)))",
                   "['pipe', 'pipe', 'pipe', 'pipe']\n");
+    /* Its own cgroup namespace: the host's cgroup paths (and our session's id) are hidden. */
+    expect_output(&s,
+                  "lines = open('/proc/self/cgroup').read().split()\n"
+                  "print(all(l.endswith(':/') for l in lines), len(lines) > 0)",
+                  "True True\n");
     expect_output(&s,
                   "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                   "r = libc.unshare(0x10000000)\nprint(r, ctypes.get_errno())\n"
