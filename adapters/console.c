@@ -319,6 +319,11 @@ static const adapter_ops console_ops = {
     .free = con_free,
 };
 
+static void free_on_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static int open_stdin(console *c)
 {
     uv_handle_type t = uv_guess_handle(0);
@@ -364,9 +369,8 @@ int console_new(uv_loop_t *loop, adapter **out)
     c->sigint.data = c;
     c->open_handles = 1;
     if ((rc = open_stdin(c)) != 0) {
-        uv_close((uv_handle_t *)&c->sigint, NULL);
-        /* The signal handle closes on the next loop turn; the struct must outlive it. */
-        c->stop_done = NULL;
+        /* The struct must outlive its signal handle: freed by the close callback. */
+        uv_close((uv_handle_t *)&c->sigint, free_on_close);
         return rc;
     }
     *out = &c->base;

@@ -115,11 +115,10 @@ static int open_clients(app *a)
     return 0;
 }
 
-static int open_adapters(app *a, int console_only)
+/* The chat platforms join here as their adapters land (in `run` only); with no credentials
+ * set the service has the console alone. */
+static int open_adapters(app *a)
 {
-    /* The chat platforms join here as their adapters land; with no credentials set the
-     * service has the console alone. */
-    (void)console_only;
     int rc = console_new(a->loop, &a->console);
     if (rc) {
         fprintf(stderr, "codebot: cannot open the console: %s\n", uv_strerror(rc));
@@ -164,7 +163,7 @@ int app_main(int console_only)
     if (rc == 0)
         rc = channels_new(&ctx, &a.cs);
     if (rc == 0)
-        rc = open_adapters(&a, console_only);
+        rc = open_adapters(&a);
     if (rc) {
         if (a.cs)
             app_stop(&a);

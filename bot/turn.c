@@ -153,7 +153,7 @@ static void on_live_finished(void *ud)
     release(ud);
 }
 
-static void on_history_saved(void *ud, int status)
+static void on_store_written(void *ud, int status)
 {
     turn *t = ud;
     if (status < 0)
@@ -168,7 +168,7 @@ static void save_history(turn *t, int ok)
     char *entry = prompt_history_entry(t->lang, t->code, ok, strbuf_str(&t->output), t->error);
     if (!entry)
         return;
-    if (store_history_append(t->ctx.st, t->platform, t->channel, t->text, entry, on_history_saved,
+    if (store_history_append(t->ctx.st, t->platform, t->channel, t->text, entry, on_store_written,
                              t) == 0)
         t->pending++;
     free(entry);
@@ -311,7 +311,7 @@ static void on_run_start(void *ud, const char *sandbox_id, int is_new)
         char host[256] = "localhost";
         gethostname(host, sizeof host - 1);
         if (t->ctx.st && store_sandbox_set(t->ctx.st, t->platform, t->channel, sandbox_id, host,
-                                           on_history_saved, t) == 0)
+                                           on_store_written, t) == 0)
             t->pending++;
     }
 }
@@ -363,9 +363,10 @@ static void on_run_event(void *ud, const char *ev, const cJSON *obj)
     }
 }
 
-static void fail_attempt(turn *t, const char *why)
+/* The attempt failed: another one when the model can fix it, else the turn failed (the
+ * renderer says after how many attempts). */
+static void fail_attempt(turn *t)
 {
-    char detail[160];
     if (t->cancelled) {
         decide(t, RENDER_STOPPED, "cancelled", 0, 0);
     } else if (!t->direct && t->ctx.llm && t->attempt < t->max_attempts) {
@@ -373,13 +374,21 @@ static void fail_attempt(turn *t, const char *why)
         next_attempt(t);
     } else {
         send_artifacts(t);
-        if (t->direct)
-            snprintf(detail, sizeof detail, "%s", why);
-        else
-            snprintf(detail, sizeof detail, "Failed after %d attempt%s.", t->attempt,
-                     t->attempt == 1 ? "" : "s");
-        decide(t, RENDER_FAILED, detail, 1, 0);
+        decide(t, RENDER_FAILED, NULL, 1, 0);
     }
+}
+
+/* The error name shown for a run that ended without an error event of its own. */
+static const char *status_error_name(const char *status)
+{
+    static const char *const names[][2] = {{"timeout", "Timeout"},
+                                           {"limit", "ResourceLimit"},
+                                           {"crashed", "Crashed"},
+                                           {"killed", "Killed"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(status, names[i][0]) == 0)
+            return names[i][1];
+    return "Error";
 }
 
 /* The sandbox service did not answer: start it again (blocking, so in the thread pool) and
@@ -441,15 +450,10 @@ static void on_run_end(void *ud, const sbx_end *end)
                  end->message ? end->message : "unknown error");
         decide(t, RENDER_STOPPED, detail, 0, 0);
     } else {
-        if (!t->error || strcmp(end->status, "error") != 0) {
-            const char *name = strcmp(end->status, "timeout") == 0   ? "Timeout"
-                               : strcmp(end->status, "limit") == 0   ? "ResourceLimit"
-                               : strcmp(end->status, "crashed") == 0 ? "Crashed"
-                               : strcmp(end->status, "killed") == 0  ? "Killed"
-                                                                     : "Error";
-            set_error(t, name, end->message ? end->message : end->status, NULL);
-        }
-        fail_attempt(t, "The code failed.");
+        if (!t->error || strcmp(end->status, "error") != 0)
+            set_error(t, status_error_name(end->status), end->message ? end->message : end->status,
+                      NULL);
+        fail_attempt(t);
     }
     release(t);
 }
@@ -509,7 +513,7 @@ static void on_llm_done(void *ud, const llm_result *res)
         t->code = codeblock_extract(strbuf_str(&t->raw), t->raw.len, NULL);
         if (!t->code || !*t->code) {
             set_error(t, "NoCode", "the model answered without any code", NULL);
-            fail_attempt(t, "no code");
+            fail_attempt(t);
         } else {
             live_code(t->lv, t->lang, t->code);
             run_code(t);
