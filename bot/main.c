@@ -1,7 +1,9 @@
 /* main — the codebot binary: a table of commands, each one function that hands its
  * arguments (the command name first) to the module that implements it. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bot/app.h"
 #include "sandbox/cli.h"
@@ -62,8 +64,24 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
 
+/* A process started with fd 0, 1 or 2 closed would get its next socket or pipe there; libuv
+ * refuses to close such fds and aborts. Closed standard fds point at /dev/null instead. */
+static void keep_std_fds_open(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0)
+            continue;
+        int null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (null >= 0 && null != fd) {
+            dup2(null, fd);
+            close(null);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    keep_std_fds_open();
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         usage(stderr);

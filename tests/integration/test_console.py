@@ -172,6 +172,18 @@ def commands_help_status_reset():
 
 
 @case
+def closed_stdin_ends_cleanly():
+    import subprocess
+    from harness import BIN
+    # fd 0 closed (not /dev/null): the next descriptor would land on it and libuv aborts
+    # when it closes it, unless the process opens /dev/null there first.
+    p = subprocess.run(["sh", "-c", 'exec "$0" console <&-', BIN], env=base_env(),
+                       capture_output=True, timeout=60)
+    expect(p.returncode == 0, f"exit 0 with stdin closed, got {p.returncode}",
+           p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace"))
+
+
+@case
 def redis_down_keeps_serving():
     env = base_env(REDIS_URL="unix:///nonexistent/redis.sock")
     rc, out, err = console(["```python\nprint('works without redis')\n```",
